@@ -1,0 +1,60 @@
+# The two commands the README promises: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= $(CURDIR)/.venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= $(CURDIR)/.demo
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(BIN):$(PATH)
+
+# Debian packages the tests and the demo run for real (the roles install their own on
+# real hosts; preinstalling them here keeps test runs offline-fast and deterministic).
+APT_PACKAGES := git gnupg xz-utils nginx-light rsync wget curl ca-certificates util-linux
+
+.PHONY: all deps venv apt demo demo-stop test unit integration lint bench clean
+
+all: test
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+deps: apt venv
+
+demo: deps
+	$(BIN)/python tests/fixtures/demo.py --demo-dir $(DEMO_DIR) --python $(BIN)/python
+
+demo-stop:
+	-$(BIN)/python tests/fixtures/demo.py --demo-dir $(DEMO_DIR) --stop
+
+unit: deps
+	$(BIN)/pytest -q tests/unit
+
+integration: deps
+	$(BIN)/pytest -q tests/integration
+
+lint: deps
+	$(BIN)/ansible-lint --profile production roles playbooks
+	$(BIN)/ansible-doc -M plugins/modules gentoo_binhost.infra.portage_snapshot >/dev/null
+
+test: deps
+	$(BIN)/pytest -q -ra tests
+	$(MAKE) --no-print-directory lint
+
+bench: deps
+	$(BIN)/python bench/snapshot_import.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
