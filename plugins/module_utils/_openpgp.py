@@ -1,0 +1,141 @@
+# -*- coding: utf-8 -*-
+# Copyright: gentoo_binhost.infra contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Detached OpenPGP signature checks against given public keys, in an ephemeral keyring.
+
+Like emerge-webrsync: the keyring holds only the keys from the key file, so the host's own
+keyring and trust database play no part. A signature counts only when gpg reports VALIDSIG
+for it and, with a fingerprint pin, only when its primary key is the pinned one.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+import shutil
+import tempfile
+
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import (
+    InfraError,
+    c_locale_env,
+    find_program,
+    run,
+)
+
+try:
+    import gnupg
+
+    HAS_GNUPG = True
+    GNUPG_IMPORT_ERROR = None
+except ImportError as _exc:  # the module reports it with missing_required_lib
+    gnupg = None
+    HAS_GNUPG = False
+    GNUPG_IMPORT_ERROR = _exc
+
+_FPR_RE = re.compile(r"^[0-9A-F]{40}$|^[0-9A-F]{64}$")
+
+
+class SignatureError(InfraError):
+    """The signature did not verify; the message names the file and the reason."""
+
+
+def normalize_fingerprint(value):
+    """'0xab12 CD…' → 'AB12CD…'; InfraError when it is not a full v4/v5 fingerprint."""
+    if value is None:
+        return None
+    fpr = re.sub(r"\s+", "", value).upper()
+    if fpr.startswith("0X"):
+        fpr = fpr[2:]
+    if not _FPR_RE.match(fpr):
+        raise InfraError(
+            "fingerprint %r is not a full OpenPGP fingerprint (40 or 64 hex digits); "
+            "key IDs are too short to pin a key" % value
+        )
+    return fpr
+
+
+class EphemeralKeyring(object):
+    """A throwaway GNUPGHOME holding only the keys of ``key_path``; removed on exit."""
+
+    def __init__(self, key_path):
+        self.key_path = key_path
+        self.home = None
+        self.gpg = None
+        self.fingerprints = []
+
+    def __enter__(self):
+        if not HAS_GNUPG:
+            raise InfraError("the python-gnupg library is required for OpenPGP verification: %s" % GNUPG_IMPORT_ERROR)
+        if not os.path.isfile(self.key_path):
+            raise InfraError(
+                "OpenPGP key file %s does not exist; install the signing key "
+                "(Gentoo: sec-keys/openpgp-keys-gentoo-release) or point 'key' at it" % self.key_path
+            )
+        # A short path under /tmp: gpg-agent's socket path must stay under ~108 bytes.
+        self.home = tempfile.mkdtemp(prefix="gbh-gpg-")
+        try:
+            self.gpg = gnupg.GPG(gpgbinary=find_program("gpg"), gnupghome=self.home)
+            self.gpg.encoding = "utf-8"
+            result = self.gpg.import_keys_file(self.key_path)
+            self.fingerprints = [f.upper() for f in (result.fingerprints or [])]
+            if not self.fingerprints:
+                raise InfraError("OpenPGP key file %s holds no usable public key" % self.key_path)
+        except Exception:
+            self._cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        self._cleanup()
+        return False
+
+    def _cleanup(self):
+        if self.home is None:
+            return
+        try:
+            gpgconf = shutil.which("gpgconf")
+            if gpgconf:
+                # Any agent gpg may have started for this home must not outlive it.
+                run([gpgconf, "--homedir", self.home, "--kill", "all"], env=c_locale_env(), check=False)
+        finally:
+            shutil.rmtree(self.home, ignore_errors=True)
+            self.home = None
+
+    def verify_detached(self, data_path, sig_path, label, fingerprint=None):
+        """Check the detached signature ``sig_path`` over ``data_path``.
+
+        Returns ``{'fingerprint': signing key, 'primary_fingerprint': its primary key,
+        'timestamp': signature time}``; raises SignatureError naming ``label`` otherwise.
+        """
+        pin = normalize_fingerprint(fingerprint)
+        with open(sig_path, "rb") as sig:
+            verified = self.gpg.verify_file(sig, data_path)
+        good = []
+        for info in verified.sig_info.values():
+            if info.get("status") != "signature valid":
+                continue
+            primary = (info.get("pubkey_fingerprint") or info.get("fingerprint") or "").upper()
+            good.append((primary, (info.get("fingerprint") or "").upper(), info.get("timestamp")))
+        bad = [p for p in verified.problems if p.get("status") == "signature bad"]
+        if bad or not good:
+            reason = verified.status or "no valid signature"
+            if verified.key_status:
+                reason = verified.key_status
+            who = verified.key_id or (bad[0].get("keyid") if bad else None)
+            if verified.status == "no public key":
+                reason = "signed by key %s, which is not in %s" % (who, self.key_path)
+            elif who:
+                reason = "%s (key %s)" % (reason, who)
+            raise SignatureError("snapshot signature check failed for %s: %s" % (label, reason))
+        if pin is not None:
+            for primary, signing, stamp in good:
+                if pin in (primary, signing):
+                    return {"fingerprint": signing, "primary_fingerprint": primary, "timestamp": stamp}
+            raise SignatureError(
+                "snapshot signature check failed for %s: signed by 0x%s, expected 0x%s"
+                % (label, good[0][0], pin)
+            )
+        primary, signing, stamp = good[0]
+        return {"fingerprint": signing, "primary_fingerprint": primary, "timestamp": stamp}
