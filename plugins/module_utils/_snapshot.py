@@ -160,6 +160,7 @@ class TreeScan(object):
         self.emit_blob = emit_blob
         self.tree = {}
         self.top = None
+        self.prefix = None
         self.timestamp_data = None
         self.new_blobs = 0
 
@@ -169,6 +170,10 @@ class TreeScan(object):
         )
 
     def _relative(self, name):
+        prefix = self.prefix
+        if prefix is not None and name.startswith(prefix) and b"/." not in name and b"//" not in name:
+            # Fast path for the ~all members: under the top folder, no '.', '..', '.git' parts.
+            return name[len(prefix):].rstrip(b"/")
         if name.startswith(b"/"):
             self._refuse(name, "has an absolute path")
         parts = [p for p in name.split(b"/") if p not in (b"", b".")]
@@ -178,6 +183,7 @@ class TreeScan(object):
             self._refuse(name, "has an empty path")
         if self.top is None:
             self.top = parts[0]
+            self.prefix = self.top + b"/"
         elif parts[0] != self.top:
             self._refuse(name, "is outside the snapshot's top folder %r" % self.top.decode("utf-8", "replace"))
         rel = parts[1:]

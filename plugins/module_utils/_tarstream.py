@@ -30,6 +30,7 @@ PAX_HEADER = b"x"
 PAX_GLOBAL = b"g"
 GNU_LONGNAME = b"L"
 GNU_LONGLINK = b"K"
+_META_TYPES = frozenset((PAX_HEADER, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK))
 
 TYPE_NAMES = {
     REGULAR: "regular file",
@@ -87,7 +88,7 @@ def iter_members(read):
     names are raw bytes as stored, before any validation (that is the caller's policy).
     """
     long_name = long_link = None
-    pax = {}
+    pax = None
     while True:
         header = read(BLOCK)
         if len(header) < BLOCK:
@@ -103,50 +104,53 @@ def iter_members(read):
             computed = sum(bytearray(header[:148])) + 256 + sum(bytearray(header[156:]))
             if stored != computed:
                 raise TarError("not a tar archive, or corrupt header (checksum mismatch)")
-        size = _number(header[124:136])
-        if b"size" in pax:
+        try:  # the common case: 11 octal digits and a terminator
+            size = int(header[124:135], 8)
+        except ValueError:
+            size = _number(header[124:136])
+        if pax is not None and b"size" in pax:
             size = int(pax[b"size"])
         if size:
-            data = read(size)
-            if len(data) < size:
+            # Content and padding in one read: one call per member saved is measurable.
+            padded = size + (-size % BLOCK)
+            block = read(padded)
+            if len(block) < padded:
                 raise TarError("archive truncated inside the content of a member")
-            pad = -size % BLOCK
-            if pad and len(read(pad)) < pad:
-                raise TarError("archive truncated inside the padding of a member")
+            data = block[:size] if padded != size else block
         else:
             data = b""
 
-        if typeflag == PAX_HEADER:
-            pax = _pax_records(data)
-            continue
-        if typeflag == PAX_GLOBAL:
-            continue
-        if typeflag == GNU_LONGNAME:
-            long_name = _cstring(data)
-            continue
-        if typeflag == GNU_LONGLINK:
-            long_link = _cstring(data)
+        if typeflag in _META_TYPES:
+            if typeflag == PAX_HEADER:
+                pax = _pax_records(data)
+            elif typeflag == GNU_LONGNAME:
+                long_name = _cstring(data)
+            elif typeflag == GNU_LONGLINK:
+                long_link = _cstring(data)
             continue
 
+        if typeflag == b"\0":
+            typeflag = REGULAR
         if long_name is not None:
             name = long_name
-        elif b"path" in pax:
+        elif pax is not None and b"path" in pax:
             name = pax[b"path"]
         else:
-            name = _cstring(header[0:100])
-            if magic == b"ustar\x00":  # POSIX: a prefix field; GNU uses that space otherwise
-                prefix = _cstring(header[345:500])
-                if prefix:
-                    name = prefix + b"/" + name
-        if long_link is not None:
+            name = header[0:100].rstrip(b"\0")
+            if magic == b"ustar\x00" and header[345] != 0:  # POSIX prefix field; GNU uses it otherwise
+                name = _cstring(header[345:500]) + b"/" + name
+        if typeflag == REGULAR:
+            linkname = b""
+        elif long_link is not None:
             linkname = long_link
-        elif b"linkpath" in pax:
+        elif pax is not None and b"linkpath" in pax:
             linkname = pax[b"linkpath"]
         else:
             linkname = _cstring(header[157:257])
-        if typeflag == b"\0":
-            typeflag = REGULAR
-        mode = _number(header[100:108])
-        long_name = long_link = None
-        pax = {}
+        try:
+            mode = int(header[100:107], 8)
+        except ValueError:
+            mode = _number(header[100:108])
+        if pax is not None or long_name is not None or long_link is not None:
+            long_name = long_link = pax = None
         yield name, typeflag, mode, linkname, data
