@@ -147,8 +147,8 @@ class GitStore(object):
                 raise
         return Staging(self, tempfile.mkdtemp(prefix="import-", dir=root))
 
-    def publish(self, staging, updates):
-        """Move the staging objects in, then apply ``updates`` [(ref, new, old)] atomically."""
+    def adopt_objects(self, staging):
+        """Move the staging objects into the repository (unreferenced until refs move)."""
         pack_dir = os.path.join(self.git_dir, "objects", "pack")
         if not os.path.isdir(pack_dir):
             os.makedirs(pack_dir)
@@ -169,9 +169,9 @@ class GitStore(object):
                 os.makedirs(target)
             for obj in os.listdir(sub):
                 os.rename(os.path.join(sub, obj), os.path.join(target, obj))
-        self.update_refs(updates)
 
     def update_refs(self, updates):
+        """Apply ``updates`` [(ref, new, old or None)] in one transaction: all or none."""
         lines = []
         for ref, new, old in updates:
             lines.append("update %s %s %s" % (ref, new, old or "0" * 40))

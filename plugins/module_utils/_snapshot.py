@@ -464,8 +464,8 @@ class SnapshotImport(object):
             ):
                 # Checked per signature too; this gives the clearer message for a wrong key file.
                 raise SnapshotError(
-                    "fingerprint %s is not among the keys in %s (%s)"
-                    % (self.fingerprint, self.p["key"], ", ".join(keyring.fingerprints))
+                    "cannot check the signature of %s: fingerprint %s is not among the keys in %s (%s)"
+                    % (candidate.label, self.fingerprint, self.p["key"], ", ".join(keyring.fingerprints))
                 )
             info = keyring.verify_detached(tarball, sig_path, candidate.label, self.fingerprint)
         self.result["signed_by"] = info["primary_fingerprint"]
@@ -522,11 +522,11 @@ class SnapshotImport(object):
             tag_object = staging.ref("refs/tags/%s" % tag)
             if not commit or not tag_object:
                 raise SnapshotError("git fast-import did not produce the commit and tag for %s" % candidate.label)
-            if not self.store.bare and tip and self.store.head_branch() == self.branch_ref:
+            self.store.adopt_objects(staging)
+            if not self.store.bare and self.store.head_branch() == self.branch_ref:
+                # Index and work tree first: if local changes block it, the refs stay put.
                 self.store.checkout_tree(tip, commit)
-            self.store.publish(staging, [(self.branch_ref, commit, tip), ("refs/tags/%s" % tag, tag_object, None)])
-            if not self.store.bare and not tip and self.store.head_branch() == self.branch_ref:
-                self.store.checkout_tree(None, commit)
+            self.store.update_refs([(self.branch_ref, commit, tip), ("refs/tags/%s" % tag, tag_object, None)])
             self.result["commit"] = commit
             return self._finish()
         finally:
@@ -677,5 +677,13 @@ class SnapshotImport(object):
 
 
 def import_snapshot(params, check_mode=False):
-    """Import one snapshot per ``params`` (the module's options); returns the module result."""
-    return SnapshotImport(params, check_mode=check_mode).run()
+    """Import one snapshot per ``params`` (the module's options); returns the module result.
+
+    Every expected failure is a SnapshotError whose message names the input and the reason.
+    """
+    try:
+        return SnapshotImport(params, check_mode=check_mode).run()
+    except SnapshotError:
+        raise
+    except InfraError as exc:
+        raise SnapshotError(str(exc))
