@@ -1,4 +1,5 @@
 """portage_snapshot logic against real gpg keys, real git and a real HTTP mirror on 127.0.0.1."""
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +23,12 @@ from ansible_collections.gentoo_binhost.infra.plugins.module_utils._gitstore imp
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._snapshot import SnapshotError, import_snapshot
 
 DAYS = [day_date(i) for i in range(3)]
+COLLECTIONS = str(Path(__file__).resolve().parents[2] / ".collections")
+IMPORTER = (
+    "import sys, json; sys.path.insert(0, %r)\n"
+    "from ansible_collections.gentoo_binhost.infra.plugins.module_utils._snapshot import import_snapshot\n"
+    "print(json.dumps(import_snapshot(json.loads(sys.argv[1]))['changed']))\n" % COLLECTIONS
+)
 
 
 def iso(date):
@@ -207,15 +214,8 @@ def test_local_src_with_companions(tmp_path, mirror):
 def test_concurrent_runs_are_serialised(tmp_path, mirror):
     server, _snaps, key = mirror
     import_snapshot(params(tmp_path, server, key, date=DAYS[0]))
-    script = (
-        "import sys, json; sys.path[:0] = %r\n"
-        "from ansible_collections.gentoo_binhost.infra.plugins.module_utils._snapshot import import_snapshot\n"
-        "print(json.dumps(import_snapshot(json.loads(sys.argv[1]))['changed']))\n" % sys.path[:3]
-    )
-    import json
-
     args = json.dumps(params(tmp_path, server, key))
-    procs = [subprocess.Popen([sys.executable, "-c", script, args], stdout=subprocess.PIPE) for _ in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-c", IMPORTER, args], stdout=subprocess.PIPE) for _ in range(3)]
     outputs = sorted(p.communicate()[0].decode().strip() for p in procs)
     assert [p.returncode for p in procs] == [0, 0, 0]
     assert outputs == ["false", "false", "true"]
@@ -327,17 +327,17 @@ def test_absolute_member_is_refused(tmp_path, mirror):
 
 
 def test_device_node_member_is_refused(tmp_path, mirror):
-    _hostile(tmp_path, mirror, _with_members(tar_member("gentoo-%s/null" % DAYS[1], None, type=tarfile.CHRTYPE)),
+    _hostile(tmp_path, mirror, _with_members(tar_member("gentoo-%s/null" % DAYS[1], None, kind=tarfile.CHRTYPE)),
              ["character device"])
 
 
 def test_hardlink_pointing_outside_is_refused(tmp_path, mirror):
-    member = tar_member("gentoo-%s/passwd" % DAYS[1], None, type=tarfile.LNKTYPE, linkname="etc/passwd")
+    member = tar_member("gentoo-%s/passwd" % DAYS[1], None, kind=tarfile.LNKTYPE, linkname="etc/passwd")
     _hostile(tmp_path, mirror, _with_members(member), ["hard link", "outside"])
 
 
 def test_symlink_pointing_outside_is_refused(tmp_path, mirror):
-    member = tar_member("gentoo-%s/profiles/shadow" % DAYS[1], None, type=tarfile.SYMTYPE, linkname="../../etc/shadow")
+    member = tar_member("gentoo-%s/profiles/shadow" % DAYS[1], None, kind=tarfile.SYMTYPE, linkname="../../etc/shadow")
     _hostile(tmp_path, mirror, _with_members(member), ["symbolic link", "outside"])
 
 
@@ -405,15 +405,8 @@ def test_kill_9_during_import_then_next_run_succeeds(tmp_path, signing_key, http
     write_snapshot(tmp_path / "upstream", date, generate_tree(40_000, 40, seed=3), signing_key, preset=1)
     server = http_mirror(tmp_path / "upstream")
     args = params(tmp_path, server, signing_key, date=date)
-    import json
-
-    script = (
-        "import sys, json; sys.path[:0] = %r\n"
-        "from ansible_collections.gentoo_binhost.infra.plugins.module_utils._snapshot import import_snapshot\n"
-        "import_snapshot(json.loads(sys.argv[1]))\n" % sys.path[:3]
-    )
     repo = tmp_path / "gentoo.git"
-    proc = subprocess.Popen([sys.executable, "-c", script, json.dumps(args)], start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-c", IMPORTER, json.dumps(args)], start_new_session=True)
     # Wait until fast-import is writing into the staging directory, then kill the whole group.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
