@@ -55,7 +55,10 @@ def _number(field):
             value = (value << 8) | byte
         return value
     text = field.split(b"\0", 1)[0].strip()
-    return int(text, 8) if text else 0
+    try:
+        return int(text, 8) if text else 0
+    except ValueError:
+        raise TarError("not a tar archive, or corrupt header (bad number field)")
 
 
 def _cstring(field):
