@@ -138,14 +138,18 @@ class GitStore(object):
             if not os.path.exists(pack[:-5] + ".idx"):
                 os.unlink(pack)
 
-    def staging(self):
+    def scratch_dir(self, prefix="download-"):
+        """A new private directory inside the git dir, swept by remove_abandoned_staging."""
         root = os.path.join(self.git_dir, STAGING_DIR)
         try:
             os.mkdir(root)
         except OSError as exc:
             if exc.errno != errno.EEXIST:
                 raise
-        return Staging(self, tempfile.mkdtemp(prefix="import-", dir=root))
+        return tempfile.mkdtemp(prefix=prefix, dir=root)
+
+    def staging(self):
+        return Staging(self, self.scratch_dir(prefix="import-"))
 
     def adopt_objects(self, staging):
         """Move the staging objects into the repository (unreferenced until refs move)."""

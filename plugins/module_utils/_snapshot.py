@@ -350,7 +350,7 @@ class SnapshotImport(object):
             if self.check_mode:
                 self.result["changed"] = True
                 self.result["repository_created"] = True
-                return self._import(tip=None, tmpdir=None, lock=None)
+                return self._import(tip=None)
             self.store.create(bare=self.p["bare"], branch=self.p["branch"])
             created = True
         lock = None
@@ -358,8 +358,7 @@ class SnapshotImport(object):
             if not self.check_mode:
                 lock = self.store.lock()
                 self.store.remove_abandoned_staging()
-            tip = self.store.rev_parse(self.branch_ref)
-            return self._import(tip=tip, tmpdir=None, lock=lock)
+            return self._import(tip=self.store.rev_parse(self.branch_ref))
         except BaseException:
             if created:
                 # Bad input must leave the disk as it was: drop the repository we made.
@@ -369,14 +368,15 @@ class SnapshotImport(object):
             if lock is not None:
                 lock.close()
 
-    def _import(self, tip, tmpdir, lock):
+    def _import(self, tip):
         self.result["previous_commit"] = tip
         self.result["commit"] = tip
         tip_trailers = _trailers(self.store.commit_message(tip)) if tip else {}
         if self.check_mode or not self.store.exists:
             workdir = tempfile.mkdtemp(prefix="gbh-snapshot-")
         else:
-            workdir = self.store.staging().git_dir
+            # Downloads go beside the staging objects: same filesystem, removed on the next run.
+            workdir = self.store.scratch_dir()
         try:
             return self._from_sources(tip, tip_trailers, workdir)
         finally:
