@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 
 # Debian packages the tests and the demo run for real (the roles install their own on
 # real hosts; preinstalling them here keeps test runs offline-fast and deterministic).
-APT_PACKAGES := git gnupg xz-utils nginx-light rsync wget curl ca-certificates util-linux
+APT_PACKAGES := git gnupg xz-utils nginx-light rsync wget curl ca-certificates util-linux python3-gnupg
 
 .PHONY: all deps venv apt demo demo-stop test unit integration lint bench clean
 

@@ -78,7 +78,9 @@ class EphemeralKeyring(object):
         try:
             self.gpg = gnupg.GPG(gpgbinary=find_program("gpg"), gnupghome=self.home)
             self.gpg.encoding = "utf-8"
-            result = self.gpg.import_keys_file(self.key_path)
+            # import_keys (not import_keys_file): Debian 12 ships python-gnupg 0.4.9.
+            with open(self.key_path, "rb") as handle:
+                result = self.gpg.import_keys(handle.read())
             self.fingerprints = [f.upper() for f in (result.fingerprints or [])]
             if not self.fingerprints:
                 raise InfraError("OpenPGP key file %s holds no usable public key" % self.key_path)
@@ -118,12 +120,16 @@ class EphemeralKeyring(object):
                 continue
             primary = (info.get("pubkey_fingerprint") or info.get("fingerprint") or "").upper()
             good.append((primary, (info.get("fingerprint") or "").upper(), info.get("timestamp")))
-        bad = [p for p in verified.problems if p.get("status") == "signature bad"]
+        # sig_info and status exist in every python-gnupg since 0.4.x ('problems' only in 0.5).
+        bad = [i for i in verified.sig_info.values() if i.get("status") == "signature bad"]
+        if verified.status == "signature bad":
+            bad.append({"keyid": verified.key_id})
         if bad or not good:
             reason = verified.status or "no valid signature"
-            if verified.key_status:
+            if getattr(verified, "key_status", None):
                 reason = verified.key_status
-            who = verified.key_id or (bad[0].get("keyid") if bad else None)
+            ids = [i.get("keyid") for i in bad] + [verified.key_id]
+            who = next((i for i in ids if i and re.match(r"^[0-9A-Fa-f]{8,64}$", i)), None)
             if verified.status == "no public key":
                 reason = "signed by key %s, which is not in %s" % (who, self.key_path)
             elif who:
