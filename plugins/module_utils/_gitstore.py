@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import (
     InfraError,
@@ -105,19 +106,13 @@ class GitStore(object):
 
     def read_tree(self, commit):
         """``{path: (mode, sha hex)}`` for every blob below ``commit``, paths as bytes."""
-        entries = {}
         if commit is None:
-            return entries
-        out = self._git("ls-tree", "-r", "-z", "--full-tree", commit)[1]
-        # "<6-digit mode> blob <40 hex>\t<path>": fixed offsets, parsed by slicing for speed.
-        for record in out.split(b"\0"):
-            if record[7:12] == b"blob ":
-                entries[record[53:]] = (record[:6], record[12:52])
-            elif record:
-                meta, path = record.split(b"\t", 1)
-                mode, _kind, sha = meta.split(b" ")
-                entries[path] = (mode, sha)
-        return entries
+            return {}
+        return parse_ls_tree(self._git("ls-tree", "-r", "-z", "--full-tree", commit)[1])
+
+    def read_tree_in_background(self, commit):
+        """A TreeReader already at work on ``commit``'s tree while the caller does other things."""
+        return TreeReader(self, commit)
 
     def read_blob(self, commit, path):
         rc, out, _err = self._git("cat-file", "blob", "%s:%s" % (commit, path), check=False)
@@ -198,12 +193,80 @@ class GitStore(object):
             found[ref] = sha
         return found
 
+    def collect_garbage(self):
+        """What git's own commit and fetch do afterwards: repack once packs pile up.
+
+        Every import adds a pack; without this a mirror gathers one per day and every
+        lookup (clients' fetches included) slows down. Not detached, so no process outlives
+        the caller and the import lock covers the repack. Returns stderr on failure.
+        """
+        rc, _out, err = self._git("-c", "gc.autoDetach=false", "gc", "--auto", "--quiet", check=False)
+        return None if rc == 0 else err.decode("utf-8", "replace").strip()
+
     def fsck(self):
         return self._git("fsck", "--no-dangling", check=False)
 
     def head_branch(self):
         rc, out, _err = self._git("symbolic-ref", "--quiet", "HEAD", check=False)
         return out.decode().strip() if rc == 0 else None
+
+
+def parse_ls_tree(out):
+    """Parse ``git ls-tree -r -z`` output into ``{path: (mode, sha hex)}``."""
+    entries = {}
+    # "<6-digit mode> blob <40 hex>\t<path>": fixed offsets, parsed by slicing for speed.
+    for record in out.split(b"\0"):
+        if record[7:12] == b"blob ":
+            entries[record[53:]] = (record[:6], record[12:52])
+        elif record:
+            meta, path = record.split(b"\t", 1)
+            mode, _kind, sha = meta.split(b" ")
+            entries[path] = (mode, sha)
+    return entries
+
+
+class TreeReader(object):
+    """Reads a commit's tree on a thread: ``ready()`` without waiting, ``result()`` waiting.
+
+    Listing ~150,000 paths costs ~0.2 s; the snapshot import overlaps it with the download,
+    the signature check and the first part of the tarball instead of waiting for it.
+    """
+
+    def __init__(self, store, commit):
+        self.entries = None
+        self.error = None
+        self._done = threading.Event()
+        if commit is None:
+            self.entries = {}
+            self._done.set()
+            return
+        self._proc = subprocess.Popen(
+            [store.git, "--git-dir=%s" % store.git_dir, "ls-tree", "-r", "-z", "--full-tree", commit],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=c_locale_env(),
+        )
+        thread = threading.Thread(target=self._read, name="git-ls-tree")
+        thread.daemon = True
+        thread.start()
+
+    def _read(self):
+        try:
+            out, err = self._proc.communicate()
+            if self._proc.returncode != 0:
+                raise InfraError("git ls-tree failed: %s" % err.decode("utf-8", "replace").strip())
+            self.entries = parse_ls_tree(out)
+        except Exception as exc:  # handed to the waiting thread by result()
+            self.error = exc
+        finally:
+            self._done.set()
+
+    def ready(self):
+        return self._done.is_set()
+
+    def result(self):
+        self._done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.entries
 
 
 class Staging(object):
@@ -219,10 +282,20 @@ class Staging(object):
         with open(os.path.join(git_dir, "objects", "info", "alternates"), "w") as handle:
             handle.write(os.path.join(store.git_dir, "objects") + "\n")
 
+    @property
+    def marks_file(self):
+        return os.path.join(self.git_dir, "marks")
+
     def fast_import(self):
-        """A running ``git fast-import`` into this staging dir; write the stream to ``.stdin``."""
+        """A running ``git fast-import`` into this staging dir; write the stream to ``.stdin``.
+
+        Object names of marked objects are read back with :meth:`marks` once it has ended.
+        """
         return subprocess.Popen(
-            [self.store.git, "--git-dir=%s" % self.git_dir, "fast-import", "--quiet", "--done", "--date-format=raw"],
+            # Fast deflate: -c pack.compression=1 cuts fast-import's tree writing by a quarter for
+            # +3% pack size, which the next 'gc --auto' repack takes back.
+            [self.store.git, "--git-dir=%s" % self.git_dir, "-c", "pack.compression=1", "fast-import", "--quiet", "--done",
+             "--date-format=raw", "--export-marks=%s" % self.marks_file],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -230,9 +303,15 @@ class Staging(object):
             bufsize=1 << 20,
         )
 
-    def ref(self, ref):
-        rc, out, _err = run([self.store.git, "--git-dir=%s" % self.git_dir, "rev-parse", "--verify", "--quiet", ref], check=False)
-        return out.decode().strip() if rc == 0 else None
+    def marks(self):
+        """``{mark number: object name}`` exported by the finished fast-import."""
+        found = {}
+        if os.path.exists(self.marks_file):
+            with open(self.marks_file) as handle:
+                for line in handle:
+                    mark, _sep, sha = line.strip().partition(" ")
+                    found[int(mark.lstrip(":"))] = sha
+        return found
 
     def remove(self):
         shutil.rmtree(self.git_dir, ignore_errors=True)

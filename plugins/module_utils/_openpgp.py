@@ -98,7 +98,8 @@ class EphemeralKeyring(object):
             return
         try:
             gpgconf = shutil.which("gpgconf")
-            if gpgconf:
+            # Only an agent leaves a socket; verifying alone starts none, so skip the spawn.
+            if gpgconf and any(name.startswith("S.") for name in os.listdir(self.home)):
                 # Any agent gpg may have started for this home must not outlive it.
                 run([gpgconf, "--homedir", self.home, "--kill", "all"], env=c_locale_env(), check=False)
         finally:
