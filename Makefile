@@ -46,8 +46,10 @@ integration: deps
 	$(BIN)/pytest -q tests/integration
 
 lint: deps
-	$(BIN)/ansible-lint --profile production roles playbooks
-	$(BIN)/ansible-doc -M plugins/modules gentoo_binhost.infra.portage_snapshot >/dev/null
+	$(BIN)/ansible-lint --offline --profile production roles playbooks
+	$(BIN)/antsibull-changelog lint
+	@for m in plugins/modules/*.py; do \
+	  $(BIN)/ansible-doc gentoo_binhost.infra.$$(basename $$m .py) >/dev/null || exit 1; done
 
 test: deps
 	$(BIN)/pytest -q -ra tests
