@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import tempfile
+import traceback
 
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import (
     InfraError,
@@ -29,10 +30,10 @@ try:
 
     HAS_GNUPG = True
     GNUPG_IMPORT_ERROR = None
-except ImportError as _exc:  # the module reports it with missing_required_lib
+except ImportError:  # the module reports it with missing_required_lib
     gnupg = None
     HAS_GNUPG = False
-    GNUPG_IMPORT_ERROR = _exc
+    GNUPG_IMPORT_ERROR = traceback.format_exc()
 
 _FPR_RE = re.compile(r"^[0-9A-F]{40}$|^[0-9A-F]{64}$")
 
@@ -67,7 +68,10 @@ class EphemeralKeyring(object):
 
     def __enter__(self):
         if not HAS_GNUPG:
-            raise InfraError("the python-gnupg library is required for OpenPGP verification: %s" % GNUPG_IMPORT_ERROR)
+            raise InfraError(
+                "the python-gnupg library is required for OpenPGP verification "
+                "(Debian: python3-gnupg, Gentoo: dev-python/python-gnupg)"
+            )
         if not os.path.isfile(self.key_path):
             raise InfraError(
                 "OpenPGP key file %s does not exist; install the signing key "
