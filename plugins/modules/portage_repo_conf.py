@@ -1,0 +1,206 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: gentoo_binhost.infra contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: portage_repo_conf
+short_description: Manage one repository section of Portage's repos.conf
+version_added: 0.1.0
+description:
+  - Manages the section C([<name>]) in C(<root>/etc/portage/repos.conf/<name>.conf). When
+    C(<root>/etc/portage/repos.conf) is a single file (Portage allows that), the section is
+    managed inside that file instead.
+  - The file is edited line by line, so comments, key order and keys this module does not
+    manage are kept; a key that gets a new value is changed in place, new keys are added at
+    the end of the section. Missing directories are created with mode 0755, a new file with
+    mode 0644 (unless O(mode) says otherwise).
+  - The file is read the way Portage reads it (Python C(configparser) with basic
+    interpolation, case-insensitive key names), and every result is re-read that way before it
+    is written. A C(%) in a value is written as C(%%), since a lone C(%) makes Portage ignore
+    the whole repos.conf.
+  - Portage needs C(sync-type) and C(sync-uri) together; a result with only one of them is
+    refused and nothing is written.
+author:
+  - gentoo_binhost.infra contributors
+attributes:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - Reports whether the file would change; nothing is written.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
+    support: full
+    details:
+      - Shows the file before and after.
+  idempotent:
+    description: When run twice in a row with the same arguments, the second run reports no change.
+    support: full
+extends_documentation_fragment:
+  - ansible.builtin.files
+options:
+  root:
+    description:
+      - The system or chroot root whose C(etc/portage/repos.conf) is managed. Must be an
+        existing directory.
+    type: path
+    default: /
+  name:
+    description:
+      - Repository name, the section name. Letters, digits, C(_), C(+) and C(-), not starting
+        with C(+) or C(-) (PMS repository names); also the file name C(<name>.conf).
+    type: str
+    required: true
+  location:
+    description: Path of the repository (C(location)).
+    type: path
+  sync_type:
+    description: C(sync-type), for example V(git), V(rsync), V(webrsync). Needs O(sync_uri).
+    type: str
+  sync_uri:
+    description: C(sync-uri), where the repository is synced from. Needs O(sync_type).
+    type: str
+  priority:
+    description: C(priority) of the repository.
+    type: int
+  auto_sync:
+    description: C(auto-sync), written as V(yes) or V(no).
+    type: bool
+  options:
+    description:
+      - Any other repos.conf keys of the section, for example C(sync-depth) or
+        C(sync-git-verify-commit-signature). Key names are case-insensitive and C(_) is
+        written as C(-). Booleans are written as V(yes)/V(no).
+      - A key with a null value is removed from the section.
+      - The keys of the dedicated options (C(location), C(sync-type), ...) and C(main-repo)
+        are refused here.
+    type: dict
+  main_repo:
+    description:
+      - V(true) sets C(main-repo = <name>) in the C([DEFAULT]) section of the same file.
+        V(false) removes C(main-repo) from there when it names this repository. Unset leaves it.
+    type: bool
+  state:
+    description:
+      - V(present) creates or updates the section. V(absent) removes the section (and a
+        C(main-repo) naming it in the same file); a C(<name>.conf) file left without any key
+        is removed. A single-file repos.conf is never removed.
+    type: str
+    choices: [present, absent]
+    default: present
+notes:
+  - Only the one file is read; a section of the same name in another file of
+    C(repos.conf/) is merged by Portage and not seen here.
+  - Options that are not given are left as they are in the file.
+seealso:
+  - name: repos.conf in the Gentoo wiki
+    description: The keys Portage understands.
+    link: https://wiki.gentoo.org/wiki//etc/portage/repos.conf
+  - module: gentoo_binhost.infra.portage_make_conf
+"""
+
+EXAMPLES = r"""
+- name: Sync the Gentoo tree from the local git mirror
+  gentoo_binhost.infra.portage_repo_conf:
+    name: gentoo
+    location: /var/db/repos/gentoo
+    sync_type: git
+    sync_uri: https://mirror.example.org/git/gentoo.git
+    auto_sync: true
+    main_repo: true
+    options:
+      sync-depth: 1
+      sync-git-verify-commit-signature: false
+
+- name: Add an overlay to a staging chroot
+  gentoo_binhost.infra.portage_repo_conf:
+    root: /srv/build/amd64-stage
+    name: stoney-cloud
+    location: /var/db/repos/stoney-cloud
+    sync_type: git
+    sync_uri: https://git.example.org/stoney-cloud/overlay.git
+    priority: 50
+
+- name: Drop the overlay again
+  gentoo_binhost.infra.portage_repo_conf:
+    root: /srv/build/amd64-stage
+    name: stoney-cloud
+    state: absent
+"""
+
+RETURN = r"""
+changed:
+  description: Whether the file changed (or would, in check mode).
+  returned: always
+  type: bool
+  sample: true
+path:
+  description: The file that holds the section.
+  returned: always
+  type: str
+  sample: /etc/portage/repos.conf/gentoo.conf
+section:
+  description:
+    - The keys of the section afterwards and their values as Portage reads them (empty
+      when the section is absent). Keys inherited from C([DEFAULT]) are not included.
+  returned: always
+  type: dict
+  sample: {"location": "/var/db/repos/gentoo", "sync-type": "git",
+           "sync-uri": "https://mirror.example.org/git/gentoo.git", "auto-sync": "yes"}
+diff:
+  description: The file before and after.
+  returned: in diff mode when something changed
+  type: dict
+  sample: {"before": "", "after": "[gentoo]\nlocation = /var/db/repos/gentoo\n"}
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._portage_conf import (
+    apply_file_plan,
+    plan_repo_conf,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            root=dict(type="path", default="/"),
+            name=dict(type="str", required=True),
+            location=dict(type="path"),
+            sync_type=dict(type="str"),
+            sync_uri=dict(type="str"),
+            priority=dict(type="int"),
+            auto_sync=dict(type="bool"),
+            options=dict(type="dict"),
+            main_repo=dict(type="bool"),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+        ),
+        add_file_common_args=True,
+        supports_check_mode=True,
+    )
+    try:
+        plan = plan_repo_conf(module.params)
+        changed = apply_file_plan(module, plan)
+    except InfraError as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # an unexpected failure: keep the traceback for the report
+        module.fail_json(msg="unexpected error editing repos.conf for %s: %s" % (module.params["name"], exc),
+                         exception=traceback.format_exc())
+    result = dict(plan.result, changed=changed)
+    if module._diff and plan.changed:
+        result["diff"] = plan.diff()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
