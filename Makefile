@@ -9,7 +9,8 @@ export PATH := $(BIN):$(PATH)
 
 # Debian packages the tests and the demo run for real (the roles install their own on
 # real hosts; preinstalling them here keeps test runs offline-fast and deterministic).
-APT_PACKAGES := git gnupg xz-utils nginx-light rsync wget curl ca-certificates util-linux python3-gnupg
+APT_PACKAGES := git gnupg xz-utils nginx-light rsync wget curl ca-certificates util-linux python3-gnupg \
+	mmdebstrap
 
 .PHONY: all deps venv apt demo demo-stop test unit integration lint bench clean
 
@@ -51,8 +52,9 @@ lint: deps
 	@for m in plugins/modules/*.py; do \
 	  $(BIN)/ansible-doc gentoo_binhost.infra.$$(basename $$m .py) >/dev/null || exit 1; done
 
+# GBH_COMPILER_STAGE: also build the test stage with gcc and prove a C package compiles in it.
 test: deps
-	$(BIN)/pytest -q -ra tests
+	GBH_COMPILER_STAGE=1 $(BIN)/pytest -q -ra tests
 	$(MAKE) --no-print-directory lint
 
 bench: deps

@@ -110,12 +110,12 @@ def fetch_bytes(location, timeout, limit=1 << 20):
     return b"".join(parts)
 
 
-def fetch_to_file(location, dest, timeout):
-    """Download ``location`` to the path ``dest``; return its md5 hex digest.
+def fetch_to_file(location, dest, timeout, algorithm="md5"):
+    """Download ``location`` to the path ``dest``; return its hex digest (``algorithm``).
 
-    The md5 is computed while the bytes arrive, so verifying it costs no second read.
+    The digest is computed while the bytes arrive, so checking it costs no second read.
     """
-    digest = hashlib.md5()
+    digest = hashlib.new(algorithm)
     with open(dest, "wb") as out:
         def sink(chunk):
             digest.update(chunk)
@@ -125,8 +125,8 @@ def fetch_to_file(location, dest, timeout):
     return digest.hexdigest()
 
 
-def md5_of_file(path):
-    digest = hashlib.md5()
+def digest_of_file(path, algorithm="md5"):
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK), b""):
             digest.update(chunk)

@@ -110,15 +110,29 @@ class EphemeralKeyring(object):
             shutil.rmtree(self.home, ignore_errors=True)
             self.home = None
 
-    def verify_detached(self, data_path, sig_path, label, fingerprint=None):
+    def verify_detached(self, data_path, sig_path, label, fingerprint=None, what="snapshot"):
         """Check the detached signature ``sig_path`` over ``data_path``.
 
         Returns ``{'fingerprint': signing key, 'primary_fingerprint': its primary key,
         'timestamp': signature time}``; raises SignatureError naming ``label`` otherwise.
         """
-        pin = normalize_fingerprint(fingerprint)
         with open(sig_path, "rb") as sig:
             verified = self.gpg.verify_file(sig, data_path)
+        return self._judge(verified, label, fingerprint, what)
+
+    def verify_clearsigned(self, path, label, fingerprint=None, what="checksum file"):
+        """Check a clearsigned file (a stage's DIGESTS); returns ``(info, signed text)``.
+
+        Only the text gpg itself reports as signed is returned, never the raw file, so
+        lines outside the signed part cannot smuggle in a checksum.
+        """
+        with open(path, "rb") as handle:
+            verified = self.gpg.decrypt_file(handle)
+        info = self._judge(verified, label, fingerprint, what)
+        return info, verified.data.decode("utf-8", "replace")
+
+    def _judge(self, verified, label, fingerprint, what):
+        pin = normalize_fingerprint(fingerprint)
         good = []
         for info in verified.sig_info.values():
             if info.get("status") != "signature valid":
@@ -139,14 +153,13 @@ class EphemeralKeyring(object):
                 reason = "signed by key %s, which is not in %s" % (who, self.key_path)
             elif who:
                 reason = "%s (key %s)" % (reason, who)
-            raise SignatureError("snapshot signature check failed for %s: %s" % (label, reason))
+            raise SignatureError("%s signature check failed for %s: %s" % (what, label, reason))
         if pin is not None:
             for primary, signing, stamp in good:
                 if pin in (primary, signing):
                     return {"fingerprint": signing, "primary_fingerprint": primary, "timestamp": stamp}
             raise SignatureError(
-                "snapshot signature check failed for %s: signed by 0x%s, expected 0x%s"
-                % (label, good[0][0], pin)
+                "%s signature check failed for %s: signed by 0x%s, expected 0x%s" % (what, label, good[0][0], pin)
             )
         primary, signing, stamp = good[0]
         return {"fingerprint": signing, "primary_fingerprint": primary, "timestamp": stamp}

@@ -42,7 +42,7 @@ from ansible_collections.gentoo_binhost.infra.plugins.module_utils._fetch import
     fetch_bytes,
     fetch_to_file,
     local_path_of,
-    md5_of_file,
+    digest_of_file,
 )
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._gitstore import (
     MODE_EXEC,
@@ -493,7 +493,7 @@ class SnapshotImport(object):
         if candidate.local:
             if not os.path.isfile(candidate.local):
                 raise FetchError("%s: no such file" % candidate.local, missing=True)
-            return candidate.local, md5_of_file(candidate.local)
+            return candidate.local, digest_of_file(candidate.local)
         dest = os.path.join(workdir, candidate.label)
         return dest, fetch_to_file(candidate.location, dest, self.p["timeout"])
 
