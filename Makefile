@@ -59,6 +59,7 @@ test: deps
 
 bench: deps
 	$(BIN)/python bench/snapshot_import.py
+	$(BIN)/python bench/stage_unpack.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
