@@ -31,7 +31,7 @@ description:
   - A mount that is busy stops the run with an error naming it and suggesting
     C(fuser -vm <target>); what was unmounted before stays unmounted and a new run continues.
 author:
-  - gentoo_binhost.infra contributors
+  - gentoo_binhost.infra maintainers (@gentoo-binhost)
 requirements:
   - C(mount) and C(umount) from util-linux on the managed host (Linux)
 attributes:

@@ -31,7 +31,7 @@ description:
   - A plain double-quoted value keeps its line layout on O(add)/O(remove); other quoting is
     rewritten as one double-quoted line.
 author:
-  - gentoo_binhost.infra contributors
+  - gentoo_binhost.infra maintainers (@gentoo-binhost)
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.

@@ -27,7 +27,7 @@ description:
   - Portage needs C(sync-type) and C(sync-uri) together; a result with only one of them is
     refused and nothing is written.
 author:
-  - gentoo_binhost.infra contributors
+  - gentoo_binhost.infra maintainers (@gentoo-binhost)
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.

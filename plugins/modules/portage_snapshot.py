@@ -27,22 +27,25 @@ description:
     snapshots imported on two machines give the same commit IDs.
   - Concurrent runs on one repository are serialised by a lock file in the git directory.
 author:
-  - gentoo_binhost.infra contributors
+  - gentoo_binhost.infra maintainers (@gentoo-binhost)
 requirements:
   - git (with C(fast-import)), gpg and xz on the managed host
   - the python-gnupg library on the managed host
 attributes:
   check_mode:
     support: full
+    description: Can run in check_mode and return changed status prediction without modifying target.
     details:
       - Downloads and verifies the snapshot in a temporary directory and reports the tag and
         file statistics it would import; the repository is not created or written.
   diff_mode:
     support: full
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     details:
       - Shows the branch before and the tag and paths (at most 200) after.
   idempotent:
     support: full
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     details:
       - A snapshot already at the branch tip (same md5) is not downloaded again.
 options:

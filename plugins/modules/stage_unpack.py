@@ -24,7 +24,7 @@ description:
   - A marker C(var/lib/gentoo-binhost/stage.json) inside the root records the stage and its
     SHA512; a re-run on that root reads only the small C(.DIGESTS) file and changes nothing.
 author:
-  - gentoo_binhost.infra contributors
+  - gentoo_binhost.infra maintainers (@gentoo-binhost)
 requirements:
   - GNU tar and xz on the managed host; python-gnupg and gpg when O(verify=true)
 attributes:
