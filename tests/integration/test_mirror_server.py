@@ -362,18 +362,21 @@ def test_distfiles_served_over_http(mirror):
     name = "frobnicate-1.0.tar.xz"
     (distfiles / name).write_bytes(payload)
     (distfiles / name).chmod(0o644)
-    base = f"http://127.0.0.1:{mirror.http_port}"
+    root = f"http://127.0.0.1:{mirror.http_port}"
+    base = f"{root}/distfiles"  # Gentoo's layout: Portage asks <mirror>/distfiles/<file>
     try:
         with urllib.request.urlopen(f"{base}/{name}", timeout=10) as response:
             assert response.status == 200
             assert response.read() == payload
         with urllib.request.urlopen(f"{base}/", timeout=10) as response:
             assert name in response.read().decode()
+        with urllib.request.urlopen(f"{root}/", timeout=10) as response:  # redirected to the listing
+            assert response.geturl() == f"{base}/" and name in response.read().decode()
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(urllib.request.Request(f"{base}/{name}", data=b"x", method="POST"), timeout=10)
         assert refused.value.code == 403
         # Its own logs, not the host nginx's.
-        assert f"GET /{name}" in (mirror.base / "log" / "distfiles-access.log").read_text()
+        assert f"GET /distfiles/{name}" in (mirror.base / "log" / "distfiles-access.log").read_text()
     finally:
         (distfiles / name).unlink()
 

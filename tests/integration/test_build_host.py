@@ -1,0 +1,358 @@
+"""The build_host role end to end, through ``ansible-playbook playbooks/build_chroot.yml``.
+
+Real parts only: the mirror_server role (``playbooks/snapshot.yml``) imports a signed snapshot
+of the test stage's tiny repository and serves it with git daemon and nginx on free loopback
+ports, with the fetch-restricted package's distfile in its distfiles directory; the build_host
+role then unpacks the real test stage (Debian userland + real Portage), pins it to the
+snapshot's tag, and runs ``emerge -e @world`` in it with FEATURES=buildpkg. The playbook runs
+in ``unshare --mount --propagation private`` so no mount can outlive it, and the host's mount
+table is checked afterwards anyway. The mirror's servers are stopped by their PIDs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from ansible_run import BIN, ROOT, RECAP_RE, ansible_env, run_playbook
+from httpmirror import HttpMirror
+from snapmirror import GENTOO_UID, make_signing_key, write_snapshot
+from stage_repo import WORLD, restricted_distfile, stage_repo_tree
+from teststage import build_stage
+from test_mirror_server import SERVERS, executable_of, free_port, wait_gone
+
+BUILD_PLAYBOOK = "playbooks/build_chroot.yml"
+SNAPSHOT_DATE = "20250106"
+TAG = "2025-01-06"
+CHROOT = "stack1"
+# -e @world rebuilds what is installed: the world file's packages and their dependency.
+BUILT = sorted(WORLD + ["dev-libs/libfoo"])
+
+
+def explain(proc: subprocess.CompletedProcess) -> str:
+    return "rc=%d\n--- stdout (tail)\n%s\n--- stderr\n%s" % (
+        proc.returncode, "\n".join(proc.stdout.splitlines()[-80:]), proc.stderr[-3000:])
+
+
+def mounts_below(path: Path, table: list[str] | None = None) -> list[str]:
+    """Mount points at or below ``path`` in ``table`` (default: the host's mount table)."""
+    if table is None:
+        table = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True,
+                               check=True).stdout.splitlines()
+    return [t for t in table if t == str(path) or t.startswith(str(path) + "/")]
+
+
+def run_build(extra_vars: dict, check: bool = False) -> tuple[subprocess.CompletedProcess, dict]:
+    """ansible-playbook in a private mount namespace: the role's mounts die with it."""
+    # The namespace's own mount table is saved after the run: the role itself must have
+    # unmounted everything (the namespace would otherwise hide a forgotten mount).
+    with tempfile.NamedTemporaryFile("r", prefix="ns-mounts-") as table:
+        cmd = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+               'table=$1; shift; rc=0; "$@" || rc=$?; findmnt -rn -o TARGET > "$table"; exit $rc',
+               "sh", table.name, str(BIN / "ansible-playbook"), BUILD_PLAYBOOK, "-e", json.dumps(extra_vars)]
+        if check:
+            cmd.append("--check")
+        proc = subprocess.run(cmd, cwd=ROOT, env=ansible_env(), capture_output=True, text=True, timeout=1800)
+        ns_mounts = table.read().splitlines()
+    assert "/" in ns_mounts, "the namespace's mount table was not saved:\n" + explain(proc)
+    recap = {h: {"ok": int(o), "changed": int(c), "unreachable": int(u), "failed": int(f)}
+             for h, o, c, u, f in RECAP_RE.findall(proc.stdout)}
+    result = recap.get("localhost", {})
+    result["ns_mounts"] = ns_mounts
+    return proc, result
+
+
+@dataclass
+class BuildHost:
+    root: Path
+    mirror_vars: dict
+    build_vars: dict
+    git_port: int
+    http_port: int
+    key: object = None
+    passes: dict = field(default_factory=dict)
+    pids: set = field(default_factory=set)
+
+    @property
+    def chroot(self) -> Path:
+        return self.root / "chroots" / CHROOT
+
+    @property
+    def pkgdir(self) -> Path:
+        return self.chroot / "var/cache/binpkgs"
+
+    def mirror_playbook(self, **extra) -> tuple[subprocess.CompletedProcess, dict]:
+        proc, recap = run_playbook("playbooks/snapshot.yml", {**self.mirror_vars, **extra})
+        for name, executable in SERVERS.items():
+            try:
+                self.pids.add((int((self.root / "mirror/run" / name).read_text().strip()), executable))
+            except (OSError, ValueError):
+                pass
+        return proc, recap.get("localhost", {})
+
+
+@pytest.fixture(scope="module")
+def build_host():
+    stage = build_stage()
+    root = Path(tempfile.mkdtemp(prefix="build-host-", dir="/tmp"))
+    root.chmod(0o755)  # git daemon runs as nobody, nginx's workers as www-data
+    key = make_signing_key(uid=GENTOO_UID)
+    upstream = HttpMirror(root / "upstream")
+    state = None
+    try:
+        write_snapshot(root / "upstream", SNAPSHOT_DATE, stage_repo_tree(0), key)
+        upstream.start()
+        git_port, http_port = free_port(), free_port()
+        state = BuildHost(
+            root=root, git_port=git_port, http_port=http_port, key=key,
+            mirror_vars={
+                "mirror_server_base_dir": str(root / "mirror"),
+                "mirror_server_cli_prefix": str(root / "cli"),
+                "mirror_server_install_packages": False,
+                "mirror_server_snapshot_mirrors": [upstream.url],
+                "mirror_server_snapshot_key": str(root / "mirror/keys/snapshot-signing.asc"),
+                "mirror_server_snapshot_key_src": str(key.pubkey_path),
+                "mirror_server_snapshot_fingerprint": key.fingerprint,
+                "mirror_server_git_daemon_port": git_port,
+                "mirror_server_distfiles_port": http_port,
+            },
+            build_vars={
+                "build_host_base_dir": str(root / "chroots"),
+                "build_host_log_dir": str(root / "logs"),
+                "build_host_mirror_git_url": f"git://127.0.0.1:{git_port}/gentoo.git",
+                "build_host_mirror_distfiles_url": f"http://127.0.0.1:{http_port}",
+                "build_host_build_poll": 2,
+                "build_host_chroots": [{
+                    "name": CHROOT,
+                    "stage": {"src": str(stage.tarball), "key": str(stage.pubkey),
+                              "fingerprint": stage.fingerprint},
+                    "snapshot": TAG,
+                }],
+            },
+        )
+        proc, recap = state.mirror_playbook()
+        if proc.returncode != 0:
+            pytest.fail("the mirror could not be set up:\n" + explain(proc))
+        assert f"Tag: {TAG}" in proc.stdout, explain(proc)
+        distfiles = root / "mirror/distfiles"
+        name, data = restricted_distfile()
+        (distfiles / name).write_bytes(data)
+        (distfiles / name).chmod(0o644)
+
+        for label, check, extra in (("check", True, {}), ("apply", False, {}),
+                                    ("again", False, {"build_host_build": False}),
+                                    ("check again", True, {"build_host_build": False}),
+                                    ("check build", True, {})):
+            state.passes[label] = run_build({**state.build_vars, **extra}, check=check)
+            state.passes[label + " mounts"] = mounts_below(root)
+        yield state
+    finally:
+        try:
+            if state is not None:
+                state.mirror_playbook(mirror_server_service_state="stopped")
+                for pid, executable in state.pids:
+                    if executable_of(pid) == executable:
+                        os.kill(pid, signal.SIGTERM)
+                        wait_gone(pid)
+        finally:
+            upstream.stop()
+            key.close()
+            left = mounts_below(root)
+            if not left:
+                shutil.rmtree(root, ignore_errors=True)
+            assert not left, f"mounts left behind: {left}"
+
+
+def test_emerge_world_writes_binary_packages(build_host):
+    proc, recap = build_host.passes["apply"]
+    assert proc.returncode == 0 and recap["failed"] == 0, explain(proc)
+    assert recap["changed"] > 0
+    index = (build_host.pkgdir / "Packages").read_text()
+    listed = set(re.findall(r"^CPV: (\S+)$", index, re.MULTILINE))
+    for cp in BUILT:
+        category, pn = cp.split("/")
+        gpkgs = sorted((build_host.pkgdir / category / pn).glob(f"{pn}-*.gpkg.tar"))
+        assert gpkgs, f"no .gpkg.tar for {cp} in {build_host.pkgdir}"
+        assert any(cpv.startswith(cp + "-") for cpv in listed), f"{cp} not in Packages: {sorted(listed)}"
+
+
+def test_fetch_restricted_distfile_came_from_the_mirror(build_host):
+    name, data = restricted_distfile()
+    assert (build_host.chroot / "var/cache/distfiles" / name).read_bytes() == data
+    access = (build_host.root / "mirror/log/distfiles-access.log").read_text()
+    assert f"GET /distfiles/{name}" in access
+
+
+def test_chroot_is_pinned_and_configured(build_host):
+    repo = build_host.chroot / "var/db/repos/gentoo"
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    tagged = subprocess.run(["git", "--git-dir", str(build_host.root / "mirror/git/gentoo.git"), "rev-parse",
+                             f"{TAG}^{{commit}}"], capture_output=True, text=True, check=True)
+    assert head.stdout == tagged.stdout
+    conf = (build_host.chroot / "etc/portage/repos.conf/gentoo.conf").read_text()
+    assert "main-repo = gentoo" in conf and "sync-type = git" in conf
+    assert f"sync-uri = git://127.0.0.1:{build_host.git_port}/gentoo.git" in conf
+    make_conf = (build_host.chroot / "etc/portage/make.conf").read_text()
+    features = re.search(r'^FEATURES="([^"]*)"', make_conf, re.MULTILINE).group(1).split()
+    assert {"buildpkg", "cgroup", "ipc-sandbox", "network-sandbox", "parallel-fetch"} <= set(features)
+    assert 'PKGDIR="/var/cache/binpkgs"' in make_conf
+    mirrors = (build_host.chroot / "etc/portage/mirrors").read_text()
+    assert f"local http://127.0.0.1:{build_host.http_port}\n" in mirrors
+    assert not (build_host.chroot / "etc/portage/binrepos.conf").exists()
+    logs = sorted((build_host.root / "logs").glob(f"{CHROOT}-*.log"))
+    assert len(logs) == 1 and ">>> Emerging" in logs[0].read_text()
+
+
+def test_check_apply_apply_check(build_host):
+    proc, recap = build_host.passes["check"]
+    assert proc.returncode == 0 and recap["failed"] == 0, explain(proc)
+    for label in ("again", "check again"):
+        proc, recap = build_host.passes[label]
+        assert proc.returncode == 0, explain(proc)
+        assert recap["failed"] == 0 and recap["changed"] == 0, label + "\n" + explain(proc)
+
+
+def test_check_mode_on_a_built_chroot_previews_the_build(build_host):
+    proc, recap = build_host.passes["check build"]
+    assert proc.returncode == 0 and recap["failed"] == 0, explain(proc)
+    # Only the mounts are predicted; ansible.builtin.command (the emerge) is skipped in check mode.
+    assert recap["changed"] == 1, explain(proc)
+    assert "Build chroot stack1" in proc.stdout
+
+
+def test_no_mount_left_behind(build_host):
+    for label in ("check", "apply", "again", "check again", "check build"):
+        assert build_host.passes[label + " mounts"] == [], label
+        # Unmounted by the role itself, not only by the namespace's end.
+        assert mounts_below(build_host.root, build_host.passes[label][1]["ns_mounts"]) == [], label
+
+
+OVERLAY_EBUILD = """\
+EAPI=8
+DESCRIPTION="{desc}"
+HOMEPAGE="https://example.org/{pn}"
+S="${{WORKDIR}}"
+LICENSE="MIT"
+SLOT="0"
+KEYWORDS="amd64"
+
+src_compile() {{
+	{compile}
+}}
+
+src_install() {{
+	insinto /usr/share/{pn}
+	echo "{pn} ${{PV}}" > version || die
+	doins version
+}}
+"""
+
+
+def make_overlay(path: Path) -> tuple[str, str]:
+    """A git overlay ``testoverlay``: commit 1 has overlaid-1 and broken-1 (dies in compile),
+    commit 2 adds overlaid-2. Returns both commits."""
+    def write(rel: str, text: str) -> None:
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (path / rel).write_text(text)
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True,
+                              text=True, env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+                                              "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}).stdout
+
+    path.mkdir(parents=True)
+    git("init", "--quiet", "--initial-branch=main")
+    write("profiles/repo_name", "testoverlay\n")
+    write("profiles/categories", "app-misc\n")
+    write("metadata/layout.conf", "masters = gentoo\nthin-manifests = true\nsign-manifests = false\n")
+    write("app-misc/overlaid/overlaid-1.ebuild",
+          OVERLAY_EBUILD.format(desc="From the overlay", pn="overlaid", compile=":"))
+    write("app-misc/broken/broken-1.ebuild",
+          OVERLAY_EBUILD.format(desc="Fails on purpose", pn="broken", compile='die "deliberate failure"'))
+    git("add", "-A")
+    git("commit", "--quiet", "-m", "one")
+    first = git("rev-parse", "HEAD").strip()
+    write("app-misc/overlaid/overlaid-2.ebuild",
+          OVERLAY_EBUILD.format(desc="From the overlay", pn="overlaid", compile=":"))
+    git("add", "-A")
+    git("commit", "--quiet", "-m", "two")
+    return first, git("rev-parse", "HEAD").strip()
+
+
+def test_overlay_pinned_several_chroots_and_failure_report(build_host):
+    first, _second = make_overlay(build_host.root / "overlay")
+    stage = build_host.build_vars["build_host_chroots"][0]["stage"]
+    overlay = {"name": "testoverlay", "url": str(build_host.root / "overlay"), "version": first}
+    chroots = [
+        {"name": "ovl", "stage": stage, "snapshot": TAG, "overlays": [overlay],
+         "make_conf": {"MAKEOPTS": "-j2"}, "emerge_args": ["--oneshot", "app-misc/overlaid"]},
+        {"name": "failing", "stage": stage, "snapshot": "latest", "overlays": [overlay],
+         "emerge_args": ["--oneshot", "app-misc/broken"]},
+    ]
+    proc, recap = run_build({**build_host.build_vars, "build_host_chroots": chroots})
+    assert mounts_below(build_host.root) == []
+    assert mounts_below(build_host.root, recap["ns_mounts"]) == [], "the always section unmounted"
+    assert proc.returncode != 0 and recap["failed"] == 1, explain(proc)
+
+    ovl = build_host.root / "chroots" / "ovl"
+    assert sorted(p.name for p in (ovl / "var/cache/binpkgs/app-misc/overlaid").glob("*.gpkg.tar")) \
+        == ["overlaid-1-1.gpkg.tar"], "the overlay is pinned to its first commit"
+    head = subprocess.run(["git", "-C", str(ovl / "var/db/repos/testoverlay"), "rev-parse", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert head == first
+    conf = (ovl / "etc/portage/repos.conf/testoverlay.conf").read_text()
+    assert "location = /var/db/repos/testoverlay" in conf and "sync-type = git" in conf
+    assert 'MAKEOPTS="-j2"' in (ovl / "etc/portage/make.conf").read_text()
+
+    assert "Failing package: app-misc/broken-1::testoverlay failed (compile phase)" in proc.stdout, explain(proc)
+    assert "deliberate failure" in proc.stdout
+    failure = next(line for line in proc.stdout.splitlines() if line.startswith("fatal:"))
+    assert "\\u001b[" not in failure, "colour escapes are dropped from the tail"
+    logs = sorted((build_host.root / "logs").glob("failing-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in proc.stdout
+
+
+
+
+@pytest.mark.parametrize("chroot, message", [
+    ({"name": "../escape", "stage": {"src": "/nonexistent.tar.xz"}}, "needs a name"),
+    ({"name": "twin", "stage": {"src": "/nonexistent.tar.xz"}}, "share a name"),
+])
+def test_bad_chroot_entries_are_refused_before_anything_changes(build_host, tmp_path, chroot, message):
+    chroots = [chroot, chroot] if message == "share a name" else [chroot]
+    proc, recap = run_build({**build_host.build_vars, "build_host_base_dir": str(tmp_path / "chroots"),
+                             "build_host_log_dir": str(tmp_path / "logs"), "build_host_chroots": chroots})
+    assert proc.returncode != 0 and recap["changed"] == 0, explain(proc)
+    assert message in proc.stdout, explain(proc)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_repinning_moves_the_shallow_clone_to_another_tag(build_host):
+    # Runs last: it advances the mirror to a second snapshot (hello-2 added).
+    write_snapshot(build_host.root / "upstream", "20250107", stage_repo_tree(1), build_host.key)
+    proc, _ = build_host.mirror_playbook()
+    assert proc.returncode == 0 and "Tag: 2025-01-07" in proc.stdout, explain(proc)
+    repo = build_host.chroot / "var/db/repos/gentoo"
+    extra = {**build_host.build_vars, "build_host_build": False}
+    extra["build_host_chroots"] = [{**extra["build_host_chroots"][0], "snapshot": "2025-01-07"}]
+
+    proc, recap = run_build(extra)
+    assert proc.returncode == 0 and recap["changed"] == 1, explain(proc)
+    assert (repo / "app-misc/hello/hello-2.ebuild").exists()
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    tagged = subprocess.run(["git", "--git-dir", str(build_host.root / "mirror/git/gentoo.git"), "rev-parse",
+                             "2025-01-07^{commit}"], capture_output=True, text=True, check=True)
+    assert head.stdout == tagged.stdout
+
+    extra["build_host_chroots"] = [{**extra["build_host_chroots"][0], "snapshot": "latest"}]
+    proc, recap = run_build(extra)
+    assert proc.returncode == 0 and recap["changed"] == 0, explain(proc)
+    assert mounts_below(build_host.root, recap["ns_mounts"]) == []
