@@ -50,6 +50,10 @@ def mounts_below(path: Path, table: list[str] | None = None) -> list[str]:
     return [t for t in table if t == str(path) or t.startswith(str(path) + "/")]
 
 
+# Set in the controller's environment of every build run; the build must never see it.
+CONTROLLER_ONLY = ("GBH_CONTROLLER_ONLY", "leaked-from-the-controller")
+
+
 def run_build(extra_vars: dict, check: bool = False) -> tuple[subprocess.CompletedProcess, dict]:
     """ansible-playbook in a private mount namespace: the role's mounts die with it."""
     # The namespace's own mount table is saved after the run: the role itself must have
@@ -60,7 +64,8 @@ def run_build(extra_vars: dict, check: bool = False) -> tuple[subprocess.Complet
                "sh", table.name, str(BIN / "ansible-playbook"), BUILD_PLAYBOOK, "-e", json.dumps(extra_vars)]
         if check:
             cmd.append("--check")
-        proc = subprocess.run(cmd, cwd=ROOT, env=ansible_env(), capture_output=True, text=True, timeout=1800)
+        proc = subprocess.run(cmd, cwd=ROOT, env=ansible_env(dict([CONTROLLER_ONLY])), capture_output=True,
+                              text=True, timeout=1800)
         ns_mounts = table.read().splitlines()
     assert "/" in ns_mounts, "the namespace's mount table was not saved:\n" + explain(proc)
     recap = {h: {"ok": int(o), "changed": int(c), "unreachable": int(u), "failed": int(f)}
@@ -182,6 +187,20 @@ def test_emerge_world_writes_binary_packages(build_host):
         gpkgs = sorted((build_host.pkgdir / category / pn).glob(f"{pn}-*.gpkg.tar"))
         assert gpkgs, f"no .gpkg.tar for {cp} in {build_host.pkgdir}"
         assert any(cpv.startswith(cp + "-") for cpv in listed), f"{cp} not in Packages: {sorted(listed)}"
+
+
+def test_controller_environment_is_not_visible_in_the_build(build_host):
+    """app-misc/envprobe records its src_install environment; the controller's must not be in it."""
+    proc, _recap = build_host.passes["apply"]
+    assert proc.returncode == 0, explain(proc)
+    probe = build_host.chroot / "usr/share/envprobe/env"
+    recorded = probe.read_text()
+    # It was written by this build (emerge -e @world reinstalled it), not left by the stage.
+    gpkg = sorted((build_host.pkgdir / "app-misc/envprobe").glob("envprobe-*.gpkg.tar"))
+    assert gpkg and probe.stat().st_mtime >= gpkg[0].stat().st_mtime - 600
+    assert CONTROLLER_ONLY[0] not in recorded and CONTROLLER_ONLY[1] not in recorded
+    assert "ANSIBLE_CONFIG" not in recorded
+    assert "CATEGORY=app-misc" in recorded  # it is a real ebuild environment
 
 
 def test_fetch_restricted_distfile_came_from_the_mirror(build_host):
