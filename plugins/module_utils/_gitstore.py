@@ -104,12 +104,6 @@ class GitStore(object):
     def commit_tree(self, commit):
         return self._git("rev-parse", commit + "^{tree}")[1].decode().strip()
 
-    def read_tree(self, commit):
-        """``{path: (mode, sha hex)}`` for every blob below ``commit``, paths as bytes."""
-        if commit is None:
-            return {}
-        return parse_ls_tree(self._git("ls-tree", "-r", "-z", "--full-tree", commit)[1])
-
     def read_tree_in_background(self, commit):
         """A TreeReader already at work on ``commit``'s tree while the caller does other things."""
         return TreeReader(self, commit)
@@ -202,9 +196,6 @@ class GitStore(object):
         """
         rc, _out, err = self._git("-c", "gc.autoDetach=false", "gc", "--auto", "--quiet", check=False)
         return None if rc == 0 else err.decode("utf-8", "replace").strip()
-
-    def fsck(self):
-        return self._git("fsck", "--no-dangling", check=False)
 
     def head_branch(self):
         rc, out, _err = self._git("symbolic-ref", "--quiet", "HEAD", check=False)

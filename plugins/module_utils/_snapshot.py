@@ -172,7 +172,6 @@ class TreeScan(object):
         self.top = None
         self.prefix = None
         self.timestamp_data = None
-        self.new_blobs = 0
 
     def _resolve_known(self):
         """The old tree is (or must now be) read: settle the blobs that waited for it."""
@@ -184,7 +183,6 @@ class TreeScan(object):
     def _store(self, sha, data):
         if sha not in self.known:
             self.known.add(sha)
-            self.new_blobs += 1
             if self.emit_blob is not None:
                 self.emit_blob(data)
 

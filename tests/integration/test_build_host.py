@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from httpmirror import HttpMirror
 from snapmirror import GENTOO_UID, make_signing_key, write_snapshot
 from stage_repo import WORLD, restricted_distfile, stage_repo_tree
 from teststage import build_stage
-from test_mirror_server import SERVERS, executable_of, free_port, wait_gone
+from mirrorprocs import SERVERS, free_port, terminate
 
 BUILD_PLAYBOOK = "playbooks/build_chroot.yml"
 SNAPSHOT_DATE = "20250106"
@@ -163,10 +162,7 @@ def build_host():
         try:
             if state is not None:
                 state.mirror_playbook(mirror_server_service_state="stopped")
-                for pid, executable in state.pids:
-                    if executable_of(pid) == executable:
-                        os.kill(pid, signal.SIGTERM)
-                        wait_gone(pid)
+                terminate(state.pids)
         finally:
             upstream.stop()
             key.close()

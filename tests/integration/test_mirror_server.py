@@ -16,12 +16,9 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -31,6 +28,7 @@ import pytest
 
 from ansible_run import run_playbook
 from httpmirror import HttpMirror
+from mirrorprocs import SERVERS, executable_of, free_port, port_answers, terminate, wait_gone
 from snapmirror import (
     GENTOO_UID,
     SigningKey,
@@ -45,41 +43,6 @@ from snapmirror import (
 PLAYBOOK = "playbooks/snapshot.yml"
 BIN = Path(sys.executable).parent
 REPO_NAME = "gentoo.git"
-# The servers the role starts, by the file name of their pid file and the executable behind it.
-SERVERS = {"git-daemon.pid": "git-daemon", "distfiles-nginx.pid": "nginx"}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def executable_of(pid: int) -> str | None:
-    """Base name of the program process ``pid`` runs, None when it is gone (or a zombie)."""
-    try:
-        return os.path.basename(os.readlink(f"/proc/{pid}/exe")).removesuffix(" (deleted)")
-    except OSError:
-        return None
-
-
-def wait_gone(pid: int, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while executable_of(pid) is not None:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def git(*args: str, cwd: Path | None = None) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
@@ -232,10 +195,7 @@ def mirror():
         try:
             if state is not None:
                 state.playbook(mirror_server_service_state="stopped")
-                for pid, executable in state.pids:
-                    if executable_of(pid) == executable:
-                        os.kill(pid, signal.SIGTERM)
-                        wait_gone(pid)
+                terminate(state.pids)
         finally:
             upstream.stop()
             key.close()

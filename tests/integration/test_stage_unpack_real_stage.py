@@ -1,5 +1,4 @@
 """stage_unpack on the real test stage (Debian userland + real Portage), then Portage runs in it."""
-from pathlib import Path
 
 from teststage import build_stage, in_chroot
 
