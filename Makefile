@@ -61,5 +61,10 @@ bench: deps
 	$(BIN)/python bench/snapshot_import.py
 	$(BIN)/python bench/stage_unpack.py
 
+# The demo's chroots are unmounted by the role; clean refuses anyway while anything is mounted
+# below the demo, and --one-file-system keeps rm from ever crossing into a mount.
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	@if [ -d $(DEMO_DIR) ] && [ -x $(BIN)/python ]; then $(MAKE) --no-print-directory demo-stop; fi
+	@if findmnt -rn -o TARGET | grep -q -e '^$(DEMO_DIR)$$' -e '^$(DEMO_DIR)/'; then \
+	  echo "refusing to clean: mounts below $(DEMO_DIR):"; findmnt -rn -o TARGET | grep '^$(DEMO_DIR)'; exit 1; fi
+	rm -rf --one-file-system $(VENV) $(DEMO_DIR) .pytest_cache

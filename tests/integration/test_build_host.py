@@ -10,7 +10,6 @@ table is checked afterwards anyway. The mirror's servers are stopped by their PI
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -21,14 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from ansible_run import BIN, ROOT, RECAP_RE, ansible_env, run_playbook
-from httpmirror import HttpMirror
-from snapmirror import GENTOO_UID, make_signing_key, write_snapshot
+import buildenv
+from buildenv import ServedMirror, mounts_below
+from snapmirror import GENTOO_UID, make_signing_key
 from stage_repo import WORLD, restricted_distfile, stage_repo_tree
 from teststage import build_stage
-from mirrorprocs import SERVERS, free_port, terminate
 
-BUILD_PLAYBOOK = "playbooks/build_chroot.yml"
 SNAPSHOT_DATE = "20250106"
 TAG = "2025-01-06"
 CHROOT = "stack1"
@@ -41,49 +38,32 @@ def explain(proc: subprocess.CompletedProcess) -> str:
         proc.returncode, "\n".join(proc.stdout.splitlines()[-80:]), proc.stderr[-3000:])
 
 
-def mounts_below(path: Path, table: list[str] | None = None) -> list[str]:
-    """Mount points at or below ``path`` in ``table`` (default: the host's mount table)."""
-    if table is None:
-        table = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True,
-                               check=True).stdout.splitlines()
-    return [t for t in table if t == str(path) or t.startswith(str(path) + "/")]
-
-
 # Set in the controller's environment of every build run; the build must never see it.
 CONTROLLER_ONLY = ("GBH_CONTROLLER_ONLY", "leaked-from-the-controller")
 
 
 def run_build(extra_vars: dict, check: bool = False) -> tuple[subprocess.CompletedProcess, dict]:
-    """ansible-playbook in a private mount namespace: the role's mounts die with it."""
-    # The namespace's own mount table is saved after the run: the role itself must have
-    # unmounted everything (the namespace would otherwise hide a forgotten mount).
-    with tempfile.NamedTemporaryFile("r", prefix="ns-mounts-") as table:
-        cmd = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
-               'table=$1; shift; rc=0; "$@" || rc=$?; findmnt -rn -o TARGET > "$table"; exit $rc',
-               "sh", table.name, str(BIN / "ansible-playbook"), BUILD_PLAYBOOK, "-e", json.dumps(extra_vars)]
-        if check:
-            cmd.append("--check")
-        proc = subprocess.run(cmd, cwd=ROOT, env=ansible_env(dict([CONTROLLER_ONLY])), capture_output=True,
-                              text=True, timeout=1800)
-        ns_mounts = table.read().splitlines()
-    assert "/" in ns_mounts, "the namespace's mount table was not saved:\n" + explain(proc)
-    recap = {h: {"ok": int(o), "changed": int(c), "unreachable": int(u), "failed": int(f)}
-             for h, o, c, u, f in RECAP_RE.findall(proc.stdout)}
-    result = recap.get("localhost", {})
-    result["ns_mounts"] = ns_mounts
-    return proc, result
+    return buildenv.run_build(extra_vars, check=check, env=dict([CONTROLLER_ONLY]))
 
 
 @dataclass
 class BuildHost:
     root: Path
-    mirror_vars: dict
+    mirror: ServedMirror
     build_vars: dict
-    git_port: int
-    http_port: int
-    key: object = None
     passes: dict = field(default_factory=dict)
-    pids: set = field(default_factory=set)
+
+    @property
+    def key(self):
+        return self.mirror.key
+
+    @property
+    def git_port(self) -> int:
+        return self.mirror.git_port
+
+    @property
+    def http_port(self) -> int:
+        return self.mirror.http_port
 
     @property
     def chroot(self) -> Path:
@@ -93,83 +73,33 @@ class BuildHost:
     def pkgdir(self) -> Path:
         return self.chroot / "var/cache/binpkgs"
 
-    def mirror_playbook(self, **extra) -> tuple[subprocess.CompletedProcess, dict]:
-        proc, recap = run_playbook("playbooks/snapshot.yml", {**self.mirror_vars, **extra})
-        for name, executable in SERVERS.items():
-            try:
-                self.pids.add((int((self.root / "mirror/run" / name).read_text().strip()), executable))
-            except (OSError, ValueError):
-                pass
-        return proc, recap.get("localhost", {})
-
 
 @pytest.fixture(scope="module")
 def build_host():
     stage = build_stage()
     root = Path(tempfile.mkdtemp(prefix="build-host-", dir="/tmp"))
     root.chmod(0o755)  # git daemon runs as nobody, nginx's workers as www-data
-    key = make_signing_key(uid=GENTOO_UID)
-    upstream = HttpMirror(root / "upstream")
-    state = None
     try:
-        write_snapshot(root / "upstream", SNAPSHOT_DATE, stage_repo_tree(0), key)
-        upstream.start()
-        git_port, http_port = free_port(), free_port()
-        state = BuildHost(
-            root=root, git_port=git_port, http_port=http_port, key=key,
-            mirror_vars={
-                "mirror_server_base_dir": str(root / "mirror"),
-                "mirror_server_cli_prefix": str(root / "cli"),
-                "mirror_server_install_packages": False,
-                "mirror_server_snapshot_mirrors": [upstream.url],
-                "mirror_server_snapshot_key": str(root / "mirror/keys/snapshot-signing.asc"),
-                "mirror_server_snapshot_key_src": str(key.pubkey_path),
-                "mirror_server_snapshot_fingerprint": key.fingerprint,
-                "mirror_server_git_daemon_port": git_port,
-                "mirror_server_distfiles_port": http_port,
-            },
-            build_vars={
-                "build_host_base_dir": str(root / "chroots"),
-                "build_host_log_dir": str(root / "logs"),
-                "build_host_mirror_git_url": f"git://127.0.0.1:{git_port}/gentoo.git",
-                "build_host_mirror_distfiles_url": f"http://127.0.0.1:{http_port}",
-                "build_host_build_poll": 2,
-                "build_host_chroots": [{
-                    "name": CHROOT,
-                    "stage": {"src": str(stage.tarball), "key": str(stage.pubkey),
-                              "fingerprint": stage.fingerprint},
-                    "snapshot": TAG,
-                }],
-            },
-        )
-        proc, recap = state.mirror_playbook()
-        if proc.returncode != 0:
-            pytest.fail("the mirror could not be set up:\n" + explain(proc))
-        assert f"Tag: {TAG}" in proc.stdout, explain(proc)
-        distfiles = root / "mirror/distfiles"
-        name, data = restricted_distfile()
-        (distfiles / name).write_bytes(data)
-        (distfiles / name).chmod(0o644)
-
-        for label, check, extra in (("check", True, {}), ("apply", False, {}),
-                                    ("again", False, {"build_host_build": False}),
-                                    ("check again", True, {"build_host_build": False}),
-                                    ("check build", True, {})):
-            state.passes[label] = run_build({**state.build_vars, **extra}, check=check)
-            state.passes[label + " mounts"] = mounts_below(root)
-        yield state
+        with make_signing_key(uid=GENTOO_UID) as key, \
+                ServedMirror(root, key, [(SNAPSHOT_DATE, stage_repo_tree(0))]) as mirror:
+            assert f"Tag: {TAG}" in mirror.setup_stdout
+            state = BuildHost(root=root, mirror=mirror, build_vars=mirror.build_vars([{
+                "name": CHROOT,
+                "stage": {"src": str(stage.tarball), "key": str(stage.pubkey), "fingerprint": stage.fingerprint},
+                "snapshot": TAG,
+            }]))
+            for label, check, extra in (("check", True, {}), ("apply", False, {}),
+                                        ("again", False, {"build_host_build": False}),
+                                        ("check again", True, {"build_host_build": False}),
+                                        ("check build", True, {})):
+                state.passes[label] = run_build({**state.build_vars, **extra}, check=check)
+                state.passes[label + " mounts"] = mounts_below(root)
+            yield state
     finally:
-        try:
-            if state is not None:
-                state.mirror_playbook(mirror_server_service_state="stopped")
-                terminate(state.pids)
-        finally:
-            upstream.stop()
-            key.close()
-            left = mounts_below(root)
-            if not left:
-                shutil.rmtree(root, ignore_errors=True)
-            assert not left, f"mounts left behind: {left}"
+        left = mounts_below(root)
+        if not left:
+            shutil.rmtree(root, ignore_errors=True)
+        assert not left, f"mounts left behind: {left}"
 
 
 def test_emerge_world_writes_binary_packages(build_host):
@@ -336,10 +266,45 @@ def test_overlay_pinned_several_chroots_and_failure_report(build_host):
 
 
 
+def test_fetch_restricted_package_builds_only_thanks_to_the_local_mirror(build_host):
+    """A fresh chroot without the ``local`` mirror cannot fetch app-misc/restricted's distfile
+    (RESTRICT=fetch: no SRC_URI, no GENTOO_MIRRORS); the same chroot with it builds the package."""
+    name, data = restricted_distfile()
+    stage = build_host.build_vars["build_host_chroots"][0]["stage"]
+    chroot = {"name": "nofetch", "stage": stage, "snapshot": TAG, "emerge_args": ["--oneshot", "app-misc/restricted"]}
+    root = build_host.root / "chroots" / "nofetch"
+    access_log = build_host.root / "mirror/log/distfiles-access.log"
+    assert not (build_host.root / "chroots/nofetch").exists()
+    before = access_log.read_text().count(f"GET /distfiles/{name}")
+
+    proc, recap = run_build({**build_host.build_vars, "build_host_mirror_distfiles_url": "",
+                             "build_host_chroots": [chroot]})
+    assert proc.returncode != 0 and recap["failed"] == 1, explain(proc)
+    assert "Failing package: app-misc/restricted-1.0" in proc.stdout, explain(proc)
+    mirrors = root / "etc/portage/mirrors"
+    assert not mirrors.exists() or "local" not in mirrors.read_text().split()
+    assert not (root / "var/cache/distfiles" / name).exists()
+    assert not list((root / "var/cache/binpkgs").glob("app-misc/restricted/*.gpkg.tar"))
+    assert mounts_below(build_host.root, recap["ns_mounts"]) == []
+
+    proc, recap = run_build({**build_host.build_vars, "build_host_chroots": [chroot]})
+    assert proc.returncode == 0 and recap["failed"] == 0, explain(proc)
+    assert (root / "var/cache/distfiles" / name).read_bytes() == data
+    assert list((root / "var/cache/binpkgs").glob("app-misc/restricted/restricted-1.0-*.gpkg.tar"))
+    assert access_log.read_text().count(f"GET /distfiles/{name}") == before + 1
+
 
 @pytest.mark.parametrize("chroot, message", [
     ({"name": "../escape", "stage": {"src": "/nonexistent.tar.xz"}}, "needs a name"),
     ({"name": "twin", "stage": {"src": "/nonexistent.tar.xz"}}, "share a name"),
+    ({"name": "up", "stage": {"src": "/nonexistent.tar.xz"},
+      "overlays": [{"name": "o", "url": "/nonexistent", "version": "main", "location": "/var/db/../../../etc"}]},
+     "without '.' or '..' (got /var/db/../../../etc)"),
+    ({"name": "rel", "stage": {"src": "/nonexistent.tar.xz"},
+      "overlays": [{"name": "o", "url": "/nonexistent", "version": "main", "location": "var/db/repos/o"}]},
+     "Overlay o of chroot rel needs"),
+    ({"name": "noversion", "stage": {"src": "/nonexistent.tar.xz"},
+      "overlays": [{"name": "o", "url": "/nonexistent"}]}, "missing required arguments: version"),
 ])
 def test_bad_chroot_entries_are_refused_before_anything_changes(build_host, tmp_path, chroot, message):
     chroots = [chroot, chroot] if message == "share a name" else [chroot]
@@ -350,24 +315,49 @@ def test_bad_chroot_entries_are_refused_before_anything_changes(build_host, tmp_
     assert list(tmp_path.iterdir()) == []
 
 
-def test_repinning_moves_the_shallow_clone_to_another_tag(build_host):
+def hello_packages(pkgdir: Path) -> list[str]:
+    return sorted(p.name for p in (pkgdir / "app-misc/hello").glob("hello-*.gpkg.tar"))
+
+
+def test_pin_decides_what_is_built_and_moving_it_builds_the_newer_version(build_host):
     # Runs last: it advances the mirror to a second snapshot (hello-2 added).
-    write_snapshot(build_host.root / "upstream", "20250107", stage_repo_tree(1), build_host.key)
-    proc, _ = build_host.mirror_playbook()
+    build_host.mirror.publish("20250107", stage_repo_tree(1))
+    proc, _ = build_host.mirror.mirror_playbook()
     assert proc.returncode == 0 and "Tag: 2025-01-07" in proc.stdout, explain(proc)
     repo = build_host.chroot / "var/db/repos/gentoo"
-    extra = {**build_host.build_vars, "build_host_build": False}
-    extra["build_host_chroots"] = [{**extra["build_host_chroots"][0], "snapshot": "2025-01-07"}]
+    entry = {**build_host.build_vars["build_host_chroots"][0], "emerge_args": ["--oneshot", "app-misc/hello"]}
 
-    proc, recap = run_build(extra)
+    def head() -> str:
+        return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout
+
+    def tagged(tag: str) -> str:
+        return subprocess.run(["git", "--git-dir", str(build_host.root / "mirror/git/gentoo.git"), "rev-parse",
+                               f"{tag}^{{commit}}"], capture_output=True, text=True, check=True).stdout
+
+    # hello-2 is on the mirror now, but the chroot stays on the older tag: hello-1 is rebuilt.
+    before = hello_packages(build_host.pkgdir)
+    assert before and not any(p.startswith("hello-2") for p in before)
+    proc, recap = run_build({**build_host.build_vars, "build_host_chroots": [entry]})
+    assert proc.returncode == 0 and recap["failed"] == 0, explain(proc)
+    after = hello_packages(build_host.pkgdir)
+    assert len(after) == len(before) + 1 and not any(p.startswith("hello-2") for p in after), after
+    assert head() == tagged(TAG)
+
+    # Moving the pin moves the clone (nothing else) and builds hello-2.
+    moved = {**entry, "snapshot": "2025-01-07"}
+    proc, recap = run_build({**build_host.build_vars, "build_host_build": False, "build_host_chroots": [moved]})
     assert proc.returncode == 0 and recap["changed"] == 1, explain(proc)
     assert (repo / "app-misc/hello/hello-2.ebuild").exists()
-    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-    tagged = subprocess.run(["git", "--git-dir", str(build_host.root / "mirror/git/gentoo.git"), "rev-parse",
-                             "2025-01-07^{commit}"], capture_output=True, text=True, check=True)
-    assert head.stdout == tagged.stdout
+    assert head() == tagged("2025-01-07")
+    proc, recap = run_build({**build_host.build_vars, "build_host_chroots": [moved]})
+    assert proc.returncode == 0 and recap["failed"] == 0, explain(proc)
+    assert [p for p in hello_packages(build_host.pkgdir) if p.startswith("hello-2-")] == ["hello-2-1.gpkg.tar"]
+    index = (build_host.pkgdir / "Packages").read_text()
+    assert "CPV: app-misc/hello-2\n" in index
 
-    extra["build_host_chroots"] = [{**extra["build_host_chroots"][0], "snapshot": "latest"}]
-    proc, recap = run_build(extra)
+    # "latest" is that same tag now: nothing to do.
+    latest = {**moved, "snapshot": "latest"}
+    proc, recap = run_build({**build_host.build_vars, "build_host_build": False, "build_host_chroots": [latest]})
     assert proc.returncode == 0 and recap["changed"] == 0, explain(proc)
     assert mounts_below(build_host.root, recap["ns_mounts"]) == []
