@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 APT_PACKAGES := git gnupg xz-utils nginx-light rsync wget curl ca-certificates util-linux python3-gnupg \
 	mmdebstrap
 
-.PHONY: all deps venv apt demo demo-stop test unit integration lint bench clean
+.PHONY: all deps venv apt demo demo-stop test unit integration lint sanity bench clean
 
 all: test
 
@@ -49,6 +49,7 @@ integration: deps
 lint: deps
 	$(BIN)/ansible-lint --offline --profile production roles playbooks
 	$(BIN)/antsibull-changelog lint
+	$(BIN)/python tools/role_readme.py --check
 	@for m in plugins/modules/*.py; do \
 	  $(BIN)/ansible-doc gentoo_binhost.infra.$$(basename $$m .py) >/dev/null || exit 1; done
 
@@ -56,6 +57,12 @@ lint: deps
 test: deps
 	GBH_COMPILER_STAGE=1 $(BIN)/pytest -q -ra tests
 	$(MAKE) --no-print-directory lint
+
+# ansible-test sanity and units from a temporary ansible_collections/ layout (offline get-pip
+# stand-in; tests/ecosystem/test_ansible_test.py runs the same under make test).
+sanity: deps
+	$(BIN)/python tests/ecosystem/ansible_test_offline.py sanity
+	$(BIN)/python tests/ecosystem/ansible_test_offline.py units
 
 bench: deps
 	$(BIN)/python bench/snapshot_import.py

@@ -55,6 +55,7 @@ MountEntry = collections.namedtuple(
     "mount_id parent_id major_minor root target options optional fstype source super_options",
 )
 
+
 def unescape(field):
     """Undo the kernel's octal escapes (``\\040`` space, ``\\011`` tab, ``\\012``, ``\\134``).
 
@@ -408,7 +409,7 @@ def ensure_mounted(root, specs, mounter, reader=read_mountinfo):
             raise MountError(
                 "%s already has a %s mount of %s, not the requested %s of %s; unmount it first "
                 "(state=unmounted) or change the mount list" % (resolved, existing.fstype, existing.source,
-                                                                 spec["type"], spec["src"])
+                                                                spec["type"], spec["src"])
             )
         if existing is None:
             if spec["type"] in BIND_TYPES and not os.path.exists(spec["src"]):

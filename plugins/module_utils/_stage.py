@@ -338,4 +338,3 @@ def unpack_stage(params, check_mode=False):
         raise
     except InfraError as exc:
         raise StageError(str(exc))
-

@@ -1,0 +1,6 @@
+"""The ecosystem gates: ansible-test, ansible-galaxy build/install, role docs (issue 5)."""
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: runs a real external tool chain for tens of seconds or more (never skipped)")
