@@ -15,6 +15,7 @@ __metaclass__ = type
 import os
 import shutil
 import subprocess
+import tempfile
 
 # Programs live in sbin on some systems and PATH is minimal under cron/systemd.
 _EXTRA_PATHS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -61,3 +62,20 @@ def run(args, data=None, cwd=None, env=None, check=True):
             % (proc.returncode, " ".join(args), proc.stderr.decode("utf-8", "replace").strip())
         )
     return proc.returncode, proc.stdout, proc.stderr
+
+
+def write_file_atomic(path, data, mode=0o644):
+    """Replace ``path`` with ``data`` (bytes) through a temporary file and ``rename(2)``: readers
+    see the old or the new content, never a mix, and a hard link to the old file keeps it."""
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,345 @@
+"""The binpkg_server role end to end: build, publish, serve, switch, roll back.
+
+Real parts only: the mirror_server role serves a signed snapshot of the test stage's
+repository; ``ansible-playbook playbooks/build_chroot.yml playbooks/binpkg_server.yml`` (one
+run, so the server publishes what the build host built) rebuilds a chroot from the real test
+stage with real Portage and publishes its PKGDIR as a generation served by nginx on a free
+loopback port. Clients here are HTTP readers that do what Portage's binhost client does (read
+``Packages``, then fetch ``URI``/``PATH``); tests/integration/test_binpkg_client.py runs real
+``emerge --getbinpkgonly`` against such a server. Servers are stopped by their PIDs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from ansible_run import ROOT, run_playbook
+from buildenv import ServedMirror, mounts_below, run_build
+from mirrorprocs import free_port, read_pid, terminate
+from snapmirror import GENTOO_UID, make_signing_key
+from stage_repo import WORLD, stage_repo_tree
+from teststage import build_stage
+
+TAG = "2025-01-06"
+STACK = "stack1"
+BUILT = sorted(WORLD + ["dev-libs/libfoo"])
+BUILD_AND_PUBLISH = ["playbooks/build_chroot.yml", "playbooks/binpkg_server.yml"]
+
+
+def explain(proc: subprocess.CompletedProcess) -> str:
+    return "rc=%d\n--- stdout (tail)\n%s\n--- stderr\n%s" % (
+        proc.returncode, "\n".join(proc.stdout.splitlines()[-80:]), proc.stderr[-3000:])
+
+
+def http_get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+def parse_index(text: str) -> tuple[dict, list[dict]]:
+    blocks = [dict(line.split(": ", 1) if ": " in line else (line.rstrip(":"), "")
+                   for line in block.splitlines()) for block in text.strip().split("\n\n")]
+    return blocks[0], blocks[1:]
+
+
+@dataclass
+class Binhost:
+    root: Path
+    mirror: ServedMirror
+    server_vars: dict
+    build_vars: dict
+    port: int
+    runs: dict = field(default_factory=dict)
+    first_generation: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def stack(self) -> Path:
+        return self.root / "binpkgs" / STACK
+
+    @property
+    def pkgdir(self) -> Path:
+        return self.root / "chroots" / STACK / "var/cache/binpkgs"
+
+    def current(self) -> str:
+        return os.readlink(self.stack / "current").split("/")[-1]
+
+    def manifest(self, generation: str | None = None) -> dict:
+        return json.loads((self.stack / "generations" / (generation or self.current()) / "manifest.json").read_text())
+
+    def server_playbook(self, **extra) -> tuple[subprocess.CompletedProcess, dict]:
+        proc, recap = run_playbook("playbooks/binpkg_server.yml", {**self.server_vars, **extra})
+        return proc, recap.get("localhost", {})
+
+
+@pytest.fixture(scope="module")
+def binhost():
+    stage = build_stage()
+    root = Path(tempfile.mkdtemp(prefix="binhost-", dir="/tmp"))
+    root.chmod(0o755)  # nginx's workers run as www-data
+    port = free_port()
+    server_vars = {
+        "binpkg_server_base_dir": str(root / "binpkgs"),
+        "binpkg_server_conf_dir": str(root / "binhost/conf"),
+        "binpkg_server_run_dir": str(root / "binhost/run"),
+        "binpkg_server_log_dir": str(root / "binhost/log"),
+        "binpkg_server_port": port,
+        "binpkg_server_install_packages": False,
+        "binpkg_server_keep": 3,
+    }
+    state = None
+    try:
+        with make_signing_key(uid=GENTOO_UID) as key, \
+                ServedMirror(root, key, [("20250106", stage_repo_tree(0))]) as mirror:
+            chroot = {"name": STACK, "snapshot": TAG,
+                      "stage": {"src": str(stage.tarball), "key": str(stage.pubkey), "fingerprint": stage.fingerprint}}
+            state = Binhost(root=root, mirror=mirror, server_vars=server_vars, port=port,
+                            build_vars=mirror.build_vars([chroot]))
+            state.runs["first"] = run_build({**state.build_vars, **server_vars}, playbook=BUILD_AND_PUBLISH)
+            if state.runs["first"][0].returncode == 0:
+                state.first_generation = state.current()
+            yield state
+    finally:
+        try:
+            run_playbook("playbooks/binpkg_server.yml", {**server_vars, "binpkg_server_service_state": "stopped"})
+        finally:
+            pid = read_pid(root / "binhost/run/binhost-nginx.pid")
+            if pid:
+                terminate({(pid, "nginx")})
+            left = mounts_below(root)
+            if not left:
+                shutil.rmtree(root, ignore_errors=True)
+            assert not left, f"mounts left behind: {left}"
+
+
+def test_the_build_is_published_as_a_generation_served_by_nginx(binhost):
+    proc, recap = binhost.runs["first"]
+    assert proc.returncode == 0 and recap["failed"] == 0, explain(proc)
+    assert f"{STACK}: generation {binhost.first_generation}, sync-uri {binhost.url}/{STACK}/current" in proc.stdout
+    header, entries = parse_index(http_get(f"{binhost.url}/{STACK}/current/Packages").decode())
+    assert header["URI"] == f"{binhost.url}/{STACK}/generations/{binhost.first_generation}"
+    assert {re.sub(r"-[0-9][^/]*$", "", e["CPV"]) for e in entries} == set(BUILT)
+    for entry in entries:
+        data = http_get(f"{header['URI']}/{entry['PATH']}")
+        assert len(data) == int(entry["SIZE"]), entry["CPV"]
+    # Hidden: the lock file and anything being published.
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        http_get(f"{binhost.url}/{STACK}/.lock")
+    assert denied.value.code == 403
+
+
+def test_manifest_records_the_provenance(binhost):
+    manifest = binhost.manifest(binhost.first_generation)
+    tag_commit = subprocess.run(["git", "--git-dir", str(binhost.mirror.bare_repo), "rev-parse", f"{TAG}^{{commit}}"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    prov = manifest["provenance"]
+    assert prov["snapshot"] == {"tag": TAG, "commit": tag_commit, "mirror": binhost.mirror.git_url}
+    assert prov["portage_version"] == "3.0.83"
+    assert prov["built_on"] == "localhost" and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", prov["built_at"])
+    stage = build_stage()
+    digests = stage.digests.read_text()
+    assert prov["stage"]["file"] == str(stage.tarball) and prov["stage"]["sha512"] in digests
+    assert 'FEATURES="' in prov["make_conf"] and "buildpkg" in prov["make_conf"]
+    assert f"sync-uri = {binhost.mirror.git_url}" in prov["repos_conf"]
+    assert {re.sub(r"-[0-9][^/]*$", "", p["cpv"]) for p in manifest["packages"]} == set(BUILT)
+    for package in manifest["packages"]:
+        assert package["repo_revisions"] == {"gentoo": tag_commit}, package
+        assert package["build_id"] and package["size"] > 0 and len(package["sha1"]) == 40
+    hello = next(p for p in manifest["packages"] if p["cpv"].startswith("app-misc/hello-"))
+    assert "doc" in hello["use"]
+    assert sorted(manifest["changes"]["added"]) == sorted(p["cpv"] for p in manifest["packages"])
+    page = (binhost.stack / "index.html").read_text()
+    assert binhost.first_generation in page and TAG in page and tag_commit[:12] in page and "3.0.83" in page
+
+
+def test_server_playbook_alone_changes_nothing(binhost):
+    for check in (True, False):
+        proc, recap = run_playbook("playbooks/binpkg_server.yml", binhost.server_vars, check=check)
+        assert proc.returncode == 0, explain(proc)
+        assert recap["localhost"]["changed"] == 0, explain(proc)
+
+
+def test_packages_from_another_tree_are_refused(binhost):
+    binhost.mirror.publish("20250107", stage_repo_tree(1))
+    proc, _ = binhost.mirror.mirror_playbook()
+    assert proc.returncode == 0 and "Tag: 2025-01-07" in proc.stdout, explain(proc)
+    newer = subprocess.run(["git", "--git-dir", str(binhost.mirror.bare_repo), "rev-parse", "2025-01-07^{commit}"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    before = binhost.current()
+    listing = sorted(os.listdir(binhost.stack / "generations"))
+    proc, recap = binhost.server_playbook(binpkg_server_stacks=[
+        {"name": STACK, "src": str(binhost.pkgdir), "expect_revisions": {"gentoo": newer}}])
+    assert proc.returncode != 0 and recap["failed"] == 1, explain(proc)
+    assert "packages built from another tree than the pinned one" in proc.stdout
+    assert f"not the pinned {newer[:12]}" in proc.stdout
+    assert binhost.current() == before and sorted(os.listdir(binhost.stack / "generations")) == listing
+
+
+def test_one_rebuilt_package_is_all_that_crosses_the_wire(binhost):
+    entry = {**binhost.build_vars["build_host_chroots"][0], "emerge_args": ["--oneshot", "app-misc/hello"]}
+    before = binhost.current()
+    proc, recap = run_build({**binhost.build_vars, **binhost.server_vars, "build_host_chroots": [entry]},
+                            playbook=BUILD_AND_PUBLISH)
+    assert proc.returncode == 0 and recap["failed"] == 0, explain(proc)
+    generation = binhost.current()
+    assert generation != before
+    manifest = binhost.manifest()
+    assert manifest["changes"] == {"added": [], "removed": [], "rebuilt": ["app-misc/hello-1"]}
+    newest = max((binhost.pkgdir / "app-misc/hello").glob("hello-1-*.gpkg.tar"), key=lambda p: p.stat().st_mtime)
+    index_files = [binhost.pkgdir / "Packages"] + ([binhost.pkgdir / "Packages.gz"]
+                                                   if (binhost.pkgdir / "Packages.gz").exists() else [])
+    expected = newest.stat().st_size + sum(p.stat().st_size for p in index_files)
+    assert manifest["transfer"]["files"] == 1 + len(index_files), manifest["transfer"]
+    assert manifest["transfer"]["bytes"] == expected, manifest["transfer"]
+    assert manifest["transfer"]["total_files"] > manifest["transfer"]["files"] + 4
+    # Unchanged packages are the very same inodes as in the previous generation.
+    old, new = binhost.stack / "generations" / before, binhost.stack / "generations" / generation
+    libfoo = next((old / "dev-libs/libfoo").glob("*.gpkg.tar")).relative_to(old)
+    assert (old / libfoo).stat().st_ino == (new / libfoo).stat().st_ino
+    assert (old / "Packages").read_bytes() != (new / "Packages").read_bytes()
+
+
+class IndexPoller(threading.Thread):
+    """Reads the stack's index over and over the way Portage's binhost client does (Packages
+    from the sync-uri, then each package from the index's URI + PATH) and records any entry
+    whose file is not there."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url = url
+        self.stop = threading.Event()
+        self.polls = 0
+        self.generations: set[str] = set()
+        self.missing: list[str] = []
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                header, entries = parse_index(http_get(self.url + "/Packages").decode())
+                self.generations.add(header.get("URI", ""))
+                for entry in entries:
+                    request = urllib.request.Request(f"{header['URI']}/{entry['PATH']}", method="HEAD")
+                    try:
+                        with urllib.request.urlopen(request, timeout=10) as response:
+                            if int(response.headers["Content-Length"]) != int(entry["SIZE"]):
+                                self.missing.append(f"{entry['PATH']} size differs")
+                    except urllib.error.HTTPError as exc:
+                        self.missing.append(f"{header['URI']}/{entry['PATH']}: HTTP {exc.code}")
+                self.polls += 1
+            except Exception as exc:  # noqa: BLE001 - any failure of the client is a finding
+                self.errors.append(repr(exc))
+
+
+def variant_without(pkgdir: Path, target: Path, cp: str) -> Path:
+    """A copy of ``pkgdir`` whose index and files lack package ``cp`` (a valid PKGDIR)."""
+    shutil.copytree(pkgdir, target)
+    (target / "Packages.gz").unlink(missing_ok=True)
+    header, *entries = (target / "Packages").read_text().strip().split("\n\n")
+    kept = [e for e in entries if not re.search(rf"^CPV: {re.escape(cp)}-[0-9]", e, re.M)]
+    for gone in set(entries) - set(kept):
+        (target / re.search(r"^PATH: (.*)$", gone, re.M).group(1)).unlink()
+    header = re.sub(r"^PACKAGES: .*$", f"PACKAGES: {len(kept)}", header, flags=re.M)
+    (target / "Packages").write_text("\n\n".join([header] + kept) + "\n\n")
+    return target
+
+
+def test_a_client_polling_during_publications_never_sees_a_missing_file(binhost, tmp_path):
+    sys.path.insert(0, str(ROOT / ".collections"))
+    from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binpkg import run_publication
+
+    full = tmp_path / "full"
+    shutil.copytree(binhost.pkgdir, full)
+    without = variant_without(binhost.pkgdir, tmp_path / "without-hello", "app-misc/hello")
+    stack = binhost.root / "binpkgs" / "polled"
+    params = {"dest": str(stack), "keep": 2, "base_url": f"{binhost.url}/polled"}
+    run_publication({**params, "src": str(full)})
+    poller = IndexPoller(f"{binhost.url}/polled/current")
+    poller.start()
+    try:
+        switches = 0
+        while switches < 16 or poller.polls < 20:
+            time.sleep(1.05)  # generation ids have one-second resolution
+            result = run_publication({**params, "src": str(without if switches % 2 == 0 else full)})
+            assert result["changed"], result
+            switches += 1
+            assert switches < 200
+    finally:
+        poller.stop.set()
+        poller.join(30)
+    assert poller.errors == [] and poller.missing == []
+    assert poller.polls >= 20 and len(poller.generations) >= 8, (poller.polls, poller.generations)
+    assert len(os.listdir(stack / "generations")) == 2  # keep=2 pruned the others meanwhile
+
+
+def test_kill_9_during_publication_leaves_current_serving_and_the_next_run_completes(binhost, tmp_path):
+    big = tmp_path / "big"
+    shutil.copytree(binhost.pkgdir, big)
+    # An extra file the index does not list: rsync copies it, which gives time to kill.
+    with open(big / "padding.bin", "wb") as handle:
+        handle.truncate(1536 << 20)
+    before = binhost.current()
+    served = http_get(f"{binhost.url}/{STACK}/current/Packages")
+    code = ("import sys; sys.path.insert(0, %r); "
+            "from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binpkg import run_publication; "
+            "run_publication({'src': %r, 'dest': %r, 'base_url': %r})"
+            % (str(ROOT / ".collections"), str(big), str(binhost.stack), f"{binhost.url}/{STACK}"))
+    child = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        partial = None
+        while time.monotonic() < deadline and partial is None:
+            found = [p for p in (binhost.stack / "generations").glob(".partial-*") if (p / "padding.bin").exists()]
+            partial = found[0] if found else None
+            time.sleep(0.01)
+        assert partial is not None and child.poll() is None, "the publication ended before it could be killed"
+        os.killpg(child.pid, signal.SIGKILL)  # python and its rsync
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait(30)
+    assert binhost.current() == before
+    assert http_get(f"{binhost.url}/{STACK}/current/Packages") == served
+    assert list((binhost.stack / "generations").glob(".partial-*")), "the killed run left its partial copy"
+
+    proc, recap = binhost.server_playbook(binpkg_server_stacks=[{"name": STACK, "src": str(binhost.pkgdir)}])
+    assert proc.returncode == 0 and recap["changed"] >= 1, explain(proc)
+    assert binhost.current() != before
+    assert not list((binhost.stack / "generations").glob(".partial-*"))
+    header, _ = parse_index(http_get(f"{binhost.url}/{STACK}/current/Packages").decode())
+    assert header["URI"].endswith(binhost.current())
+
+
+def test_rollback_serves_the_earlier_generation(binhost):
+    first = binhost.first_generation
+    if first not in os.listdir(binhost.stack / "generations"):
+        pytest.fail(f"generation {first} was pruned; keep is {binhost.server_vars['binpkg_server_keep']}")
+    proc, recap = binhost.server_playbook(binpkg_server_rollback={STACK: first})
+    assert proc.returncode == 0 and recap["changed"] >= 1, explain(proc)
+    assert binhost.current() == first
+    header, _ = parse_index(http_get(f"{binhost.url}/{STACK}/current/Packages").decode())
+    assert header["URI"].endswith("/generations/" + first)
+    assert 'class="generation current" id="g-%s"' % first in (binhost.stack / "index.html").read_text()
+    proc, recap = binhost.server_playbook(binpkg_server_rollback={STACK: first})
+    assert proc.returncode == 0 and recap["changed"] == 0, explain(proc)
+    proc, recap = binhost.server_playbook(binpkg_server_rollback={STACK: "20000101T000000Z"})
+    assert proc.returncode != 0 and "no such generation" in proc.stdout, explain(proc)
+    assert binhost.current() == first
