@@ -621,7 +621,17 @@ def publish(params, check_mode=False, now=None):
         index = _fetch_index(src, work)
         prev_manifest = stack.manifest(previous) if previous else None
         if prev_manifest and prev_manifest.get("content_id") == content_id(index, provenance, params.get("base_url")):
-            result["packages"] = len(prev_manifest.get("packages") or [])
+            # Already published; but a pin that moved meanwhile must still be honoured.
+            served = prev_manifest.get("packages") or []
+            check_revisions([{"CPV": p["cpv"], "BUILD_ID": p.get("build_id") or "0", "REPO": p.get("repo")}
+                             for p in served],
+                            dict(("%s-%s" % (p["cpv"], p.get("build_id") or "0"), p.get("repo_revisions"))
+                                 for p in served), expected)
+            result["packages"] = len(served)
+            if stack.partials() and not check_mode:
+                with stack.lock():  # left by a publication that was killed
+                    for partial in stack.partials():
+                        shutil.rmtree(os.path.join(stack.generations, partial), ignore_errors=True)
             return result
         _header, entries = parse_packages(index.decode("utf-8", "replace"))
         if check_mode and _is_local(src):  # otherwise checked on the copy, before it is served

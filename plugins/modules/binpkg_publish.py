@@ -27,7 +27,8 @@ description:
     therefore see the old or the new generation, never a mix. Old generations beyond
     O(keep) are removed; the stack's C(index.html) status page is rewritten.
   - A publication whose index is byte for byte the one already published (with the same
-    O(provenance)) changes nothing. A killed publication leaves a C(.partial-*) directory
+    O(provenance)) changes nothing, but its packages are still checked against
+    O(expect_revisions), so a moved pin is not silently accepted. A killed publication leaves a C(.partial-*) directory
     that the next run removes; C(current) is untouched.
   - With O(rollback_to), switches C(current) back to an existing generation instead.
 author:
@@ -141,7 +142,9 @@ changes:
   type: dict
   sample: {added: [app-misc/hello-2], removed: [app-misc/hello-1], rebuilt: [dev-libs/libfoo-1.0]}
 transfer:
-  description: Files and bytes rsync transferred (hard-linked files are not counted).
+  description:
+    - Files and bytes rsync transferred (hard-linked files are not counted);
+      C(total_files) and C(total_bytes) describe the whole source, directories included in C(total_files).
   returned: always
   type: dict
   sample: {files: 2, bytes: 31744, total_files: 12, total_bytes: 112640}
