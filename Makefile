@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 # Debian packages the tests and the demo run for real (the roles install their own on
 # real hosts; preinstalling them here keeps test runs offline-fast and deterministic).
 APT_PACKAGES := git gnupg xz-utils nginx-light rsync wget curl ca-certificates util-linux python3-gnupg \
-	mmdebstrap
+	mmdebstrap zstd chromium fonts-dejavu-core
 
 .PHONY: all deps venv apt demo demo-stop test unit integration lint sanity bench clean
 

@@ -19,9 +19,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+import struct
 import time
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,6 +216,45 @@ def test_one_rebuilt_package_is_all_that_crosses_the_wire(binhost):
     libfoo = next((old / "dev-libs/libfoo").glob("*.gpkg.tar")).relative_to(old)
     assert (old / libfoo).stat().st_ino == (new / libfoo).stat().st_ino
     assert (old / "Packages").read_bytes() != (new / "Packages").read_bytes()
+
+
+def png_pixels(path: Path) -> tuple[int, int, bytes]:
+    """Width, height and the decompressed image data of a PNG."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    pos, idat = 8, b""
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    return width, height, zlib.decompress(idat)
+
+
+def test_status_page_in_a_real_browser(binhost):
+    """Debian's chromium renders the stack's page from nginx; the screenshot is kept in
+    tests/output/ for a person to look at."""
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is needed (make apt installs it)"
+    url = f"{binhost.url}/{STACK}/"
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--window-size=1100,1400"]
+    dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
+    generations = sorted(os.listdir(binhost.stack / "generations"))
+    for generation in generations:
+        assert f'id="g-{generation}"' in dom
+    assert dom.count('class="badge"') == 1 and f'class="generation current" id="g-{binhost.current()}"' in dom
+    assert '<li class="rebuilt">app-misc/hello-1</li>' in dom
+    assert f"{TAG} <code>" in dom and "3.0.83" in dom
+    out = ROOT / "tests/output"
+    out.mkdir(parents=True, exist_ok=True)
+    shot = out / "binpkg-status.png"
+    shot.unlink(missing_ok=True)
+    subprocess.run(flags + [f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
+    width, height, pixels = png_pixels(shot)
+    assert (width, height) == (1100, 1400)
+    assert len(set(pixels)) > 50, "the screenshot is blank"
 
 
 class IndexPoller(threading.Thread):
