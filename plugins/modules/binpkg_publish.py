@@ -40,12 +40,13 @@ requirements:
 attributes:
   check_mode:
     support: full
-    details: Reads the source index and predicts the changes; nothing is copied.
+    description: Reads the source index and predicts the changes; nothing is copied or switched.
   diff_mode:
     support: none
-    details: The RV(changes) return value lists the packages added, removed and rebuilt.
-  platform:
-    platforms: posix
+    description: Not supported; the RV(changes) return value lists the packages added, removed and rebuilt.
+  idempotent:
+    support: full
+    description: A source whose index (and provenance) is already the current generation changes nothing.
 options:
   src:
     description:

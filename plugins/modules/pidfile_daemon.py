@@ -26,12 +26,13 @@ author:
 attributes:
   check_mode:
     support: full
-    details: Reports what would be started, restarted or stopped.
+    description: Reports what would be started, restarted or stopped.
   diff_mode:
     support: none
-    details: The RV(action) return value says what was done.
-  platform:
-    platforms: linux
+    description: Not supported; the RV(action) return value says what was done.
+  idempotent:
+    support: full
+    description: A running, answering server with the same fingerprint is left alone.
 options:
   name:
     description: A name for messages.
