@@ -67,6 +67,8 @@ sanity: deps
 bench: deps
 	$(BIN)/python bench/snapshot_import.py
 	$(BIN)/python bench/stage_unpack.py
+	$(BIN)/python bench/build_rerun.py
+	$(BIN)/python bench/binpkg_publish.py
 
 # The demo's chroots are unmounted by the role; clean refuses anyway while anything is mounted
 # below the demo, and --one-file-system keeps rm from ever crossing into a mount.
