@@ -1,0 +1,180 @@
+# -*- coding: utf-8 -*-
+# Copyright: gentoo_binhost.infra contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Edit one binary package repository section of Portage's ``binrepos.conf``.
+
+Portage (``portage/binrepo/config.py``, ``BinRepoConfigLoader``) reads
+``${PORTAGE_CONFIGROOT}/etc/portage/binrepos.conf`` after its own
+``share/portage/config/binrepos.conf`` (which sets ``[DEFAULT] verify-signature = true``).
+``binrepos.conf`` may be a single file or a directory whose files are all read (in name
+order, dot files and backups skipped); both are supported here, as in ``_portage_conf`` for
+repos.conf: the section ``[<name>]`` lives in ``binrepos.conf/<name>.conf``, or inside the
+single file when ``binrepos.conf`` is a file.
+
+The parser is ``configparser.ConfigParser`` with basic interpolation and the defaults
+``frozen``, ``EPREFIX``, ``EROOT``, ``PORTAGE_CONFIGROOT`` and ``ROOT`` (so ``%(EPREFIX)s`` in a
+hand-written file is understood); boolean keys count as true when they read ``true`` or
+``yes`` in any case. A section without ``sync-uri`` is dropped by Portage with a warning, so a
+present section always gets one. The line editing (comments, key order and unmanaged keys
+kept) and the atomic write are those of ``_portage_conf``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import configparser
+import os
+
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._portage_conf import (
+    REPO_KEY_RE,
+    REPO_NAME_RE,
+    FilePlan,
+    _check_root,
+    _del_key,
+    _del_section,
+    _find_section,
+    _ini_value,
+    _missing_dirs,
+    _read_text,
+    _set_key,
+    _set_key_header_only,
+    scan_ini,
+)
+
+BINREPO_DEDICATED_KEYS = ("sync-uri", "priority", "location", "verify-signature")
+BINREPO_BOOL_KEYS = ("verify-signature", "frozen")
+# The interpolation defaults BinRepoConfigLoader gives its parser; the values are those of a
+# root Portage reads with PORTAGE_CONFIGROOT=/ and no EPREFIX (a chroot seen from inside).
+PARSER_DEFAULTS = {"frozen": "false", "EPREFIX": "", "EROOT": "/", "PORTAGE_CONFIGROOT": "/", "ROOT": "/"}
+
+
+def parse_binrepos_text(text, source="<binrepos.conf>"):
+    """Parse ``text`` as Portage's binrepos.conf loader does; InfraError with the complaint."""
+    parser = configparser.ConfigParser(defaults=PARSER_DEFAULTS)
+    try:
+        parser.read_string(text, source=source)
+        for section in parser.sections():
+            for key in parser.options(section):
+                parser.get(section, key)  # interpolation errors surface only here
+    except configparser.Error as exc:
+        raise InfraError("%s cannot be read by Portage's binrepos.conf parser: %s" % (source, exc))
+    return parser
+
+
+def binrepo_option_text(value):
+    """How a value is spelled in binrepos.conf: booleans as true/false, like Portage's own file."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "%s" % value
+
+
+def _same_value(key, current, wanted):
+    if current is None:
+        return False
+    if key in BINREPO_BOOL_KEYS:
+        # Portage: value.lower() in ("true", "yes"); keep a hand-written "yes" that means true.
+        return (current.lower() in ("true", "yes")) == (wanted.lower() in ("true", "yes")) and \
+            current.lower() in ("true", "yes", "false", "no")
+    return current == wanted
+
+
+def desired_binrepo_keys(params):
+    """Ordered ``{key: value or None}`` from the module options; None means remove the key."""
+    wanted = {}
+    for option in ("sync_uri", "priority", "location", "verify_signature"):
+        if params.get(option) is not None:
+            wanted[option.replace("_", "-")] = binrepo_option_text(params[option])
+    for raw_key, value in (params.get("options") or {}).items():
+        key = str(raw_key).strip().lower().replace("_", "-")
+        if not REPO_KEY_RE.match(key):
+            raise InfraError("options key %r is not a binrepos.conf key name (letters, digits and '-')" % raw_key)
+        if key in BINREPO_DEDICATED_KEYS:
+            raise InfraError("options key %r has its own module option; use %s instead of options"
+                             % (raw_key, key.replace("-", "_")))
+        if key in wanted:
+            raise InfraError("options key %r is given twice (keys are case-insensitive, '_' is '-')" % raw_key)
+        if isinstance(value, (dict, list, tuple)):
+            raise InfraError("options key %r has a %s value; binrepos.conf values are single strings "
+                             "(join lists with spaces)" % (raw_key, type(value).__name__))
+        wanted[key] = None if value is None else binrepo_option_text(value)
+    for key, value in wanted.items():
+        if value is not None and ("\n" in value or "\r" in value or value != value.strip()):
+            raise InfraError("value %r for binrepos.conf key %s has a line break or surrounding blanks; "
+                             "binrepos.conf cannot hold that" % (value, key))
+    if wanted.get("sync-uri") == "":
+        raise InfraError("sync_uri is empty; Portage ignores a binary repository without sync-uri")
+    return wanted
+
+
+def binrepos_conf_path(root, name):
+    """The file that holds section ``name`` and whether it is a single-file binrepos.conf."""
+    conf = os.path.join(root, "etc/portage/binrepos.conf")
+    if os.path.isfile(conf):
+        return conf, True
+    if os.path.lexists(conf) and not os.path.isdir(conf):
+        raise InfraError("%s is neither a file nor a directory (a dangling symlink or a special file); "
+                         "Portage cannot read it: remove it or make it a directory" % conf)
+    return os.path.join(conf, "%s.conf" % name), False
+
+
+def _check_binrepo_input(params):
+    root, name = params.get("root") or "/", params.get("name")
+    if not REPO_NAME_RE.match(name or "") or name == "DEFAULT":
+        raise InfraError("binary repository name %r is not valid: use letters, digits, '_', '+' and '-', "
+                         "not starting with '+' or '-' (and not DEFAULT); it names the section, the file "
+                         "<name>.conf and the default location /var/cache/binhost/<name>" % name)
+    if not os.path.isabs(root):
+        raise InfraError("root %r is not an absolute path; give the absolute path of the system or "
+                         "chroot root" % root)
+    _check_root(root)
+    return root, name
+
+
+def plan_binrepo_conf(params):
+    """Compute the new binrepos.conf file for the module options ``params``."""
+    root, name = _check_binrepo_input(params)
+    state = params.get("state") or "present"
+    path, single_file = binrepos_conf_path(root, name)
+    before = _read_text(path)
+    if before is not None:
+        parse_binrepos_text(before, path)
+    lines = (before or "").splitlines(True)
+
+    if state == "absent":
+        _del_section(lines, name)
+        sections = scan_ini(lines)
+        empty = all(not s["options"] for s in sections) and all(s["name"] == "DEFAULT" for s in sections)
+        after = "".join(lines)
+        if before is None:
+            after = None
+        elif empty and not single_file:
+            after = None  # nothing of Portage's is left in <name>.conf
+    else:
+        wanted = desired_binrepo_keys(params)
+        current = parse_binrepos_text(before or "", path)
+        existing = _find_section(scan_ini(lines), name)
+        own = existing["options"] if existing else {}
+        for key, value in wanted.items():
+            if value is None:
+                _del_key(lines, name, key)
+            elif key not in own or not _same_value(key, _ini_value(current, name, key), value):
+                _set_key(lines, name, key, value)
+        if _find_section(scan_ini(lines), name) is None:
+            _set_key_header_only(lines, name)
+        after = "".join(lines)
+
+    section = {}
+    if after is not None:
+        parser = parse_binrepos_text(after, path)
+        own = _find_section(scan_ini(after.splitlines(True)), name)
+        for key in (own["options"] if own else {}):
+            section[key] = _ini_value(parser, name, key)
+        if state == "present" and not section.get("sync-uri"):
+            raise InfraError("binary repository %s would have no sync-uri in %s; Portage ignores such a "
+                             "section (set sync_uri)" % (name, path))
+    result = {"path": path, "section": section}
+    if after is None and before is None:
+        return FilePlan(path, None, None, result)
+    return FilePlan(path, before, after, result, make_dirs=_missing_dirs(path) if after is not None else ())
