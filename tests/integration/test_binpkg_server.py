@@ -29,12 +29,12 @@ from pathlib import Path
 
 import pytest
 
-from ansible_run import ROOT, run_playbook
+from ansible_run import ROOT, run_module, run_playbook
 from buildenv import ServedMirror, mounts_below, run_build
 from mirrorprocs import free_port, read_pid, terminate
 from snapmirror import GENTOO_UID, make_signing_key
 from stage_repo import WORLD, stage_repo_tree
-from teststage import build_stage
+from teststage import build_stage, in_chroot
 
 TAG = "2025-01-06"
 STACK = "stack1"
@@ -169,6 +169,35 @@ def test_manifest_records_the_provenance(binhost):
     assert sorted(manifest["changes"]["added"]) == sorted(p["cpv"] for p in manifest["packages"])
     page = (binhost.stack / "index.html").read_text()
     assert binhost.first_generation in page and TAG in page and tag_commit[:12] in page and "3.0.83" in page
+
+
+def test_a_real_portage_client_installs_from_the_binhost(binhost):
+    """A fresh root from the same stage, configured by playbooks/binpkg_client.yml, installs
+    app-misc/hello with emerge --getbinpkgonly from the served stack."""
+    stage = build_stage()
+    client = binhost.root / "clients" / "c1"
+    unpacked = run_module("gentoo_binhost.infra.stage_unpack", {
+        "src": str(stage.tarball), "dest": str(client), "key": str(stage.pubkey),
+        "fingerprint": stage.fingerprint, "remove_binrepos_conf": True})
+    assert not unpacked["failed"], unpacked
+    proc, recap = run_playbook("playbooks/binpkg_client.yml", {
+        "binpkg_client_root": str(client),
+        "binpkg_client_repos": [{"name": STACK, "sync_uri": f"{binhost.url}/{STACK}/current"}]})
+    assert proc.returncode == 0, explain(proc)
+    header, entries = parse_index(http_get(f"{binhost.url}/{STACK}/current/Packages").decode())
+    served = next(e for e in entries if e["CPV"].startswith("app-misc/hello-"))
+    vdb = client / "var/db/pkg" / served["CPV"]
+    before = (vdb / "BUILD_TIME").read_text().strip() if (vdb / "BUILD_TIME").exists() else None
+
+    out = in_chroot(client, "emerge --color=n --nospinner --getbinpkgonly --oneshot app-misc/hello").stdout
+    assert f">>> Emerging binary ({served['CPV']}::gentoo" in out or "Emerging binary" in out, out[-3000:]
+    fetched = sorted((client / "var/cache/binhost" / STACK).rglob("hello-*.gpkg.tar"))
+    assert [p.name for p in fetched] == [served["PATH"].split("/")[-1]], fetched
+    assert fetched[0].stat().st_size == int(served["SIZE"])
+    assert (vdb / "BUILD_TIME").read_text().strip() == served["BUILD_TIME"] != before
+    assert (vdb / "BUILD_ID").read_text().strip() == served["BUILD_ID"]
+    access = (binhost.root / "binhost/log/binhost-access.log").read_text()
+    assert f"GET /{STACK}/generations/{binhost.current()}/{served['PATH']} HTTP/1.1\" 200" in access
 
 
 def test_server_playbook_alone_changes_nothing(binhost):
@@ -384,3 +413,59 @@ def test_rollback_serves_the_earlier_generation(binhost):
     proc, recap = binhost.server_playbook(binpkg_server_rollback={STACK: "20000101T000000Z"})
     assert proc.returncode != 0 and "no such generation" in proc.stdout, explain(proc)
     assert binhost.current() == first
+
+
+def make_secret_key(home: Path) -> tuple[str, Path, Path]:
+    """A throwaway signing key without passphrase: (fingerprint, secret export, public export)."""
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--no-tty"]
+    subprocess.run(gpg + ["--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
+                          "Test binhost <binhost@example.org>", "ed25519", "sign", "never"],
+                   check=True, capture_output=True)
+    listing = subprocess.run(gpg + ["--list-secret-keys", "--with-colons"], check=True, capture_output=True,
+                             text=True).stdout
+    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    secret, public = home.parent / "signing-secret.asc", home.parent / "signing-public.asc"
+    subprocess.run(gpg + ["--armor", "--output", str(secret), "--export-secret-keys", fingerprint], check=True)
+    subprocess.run(gpg + ["--armor", "--output", str(public), "--export", fingerprint], check=True)
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+    return fingerprint, secret, public
+
+
+def test_signed_build_is_verified_by_the_client(binhost, tmp_path):
+    """build_host_signing_secret_key: the chroot signs its packages (Portage's gpkg signing),
+    the server publishes them, a client that trusts only that key installs them."""
+    fingerprint, secret, public = make_secret_key(tmp_path / "gnupg")
+    entry = {**binhost.build_vars["build_host_chroots"][0], "name": "signed",
+             "emerge_args": ["--oneshot", "app-misc/hello"]}
+    extra = {"build_host_signing_secret_key": str(secret), "build_host_signing_fingerprint": fingerprint}
+    proc, recap = run_build({**binhost.build_vars, **binhost.server_vars, **extra, "build_host_chroots": [entry]},
+                            playbook=BUILD_AND_PUBLISH)
+    assert proc.returncode == 0 and recap["failed"] == 0, explain(proc)
+    assert mounts_below(binhost.root, recap["ns_mounts"]) == [], "the signing agent kept /dev busy"
+    pkgdir = binhost.root / "chroots/signed/var/cache/binpkgs"
+    gpkg = next((pkgdir / "app-misc/hello").glob("hello-*.gpkg.tar"))
+    members = subprocess.run(["tar", "-tf", str(gpkg)], capture_output=True, text=True, check=True).stdout.split()
+    assert any(m.endswith("metadata.tar.zst.sig") for m in members), members
+    assert any(m.endswith("image.tar.zst.sig") for m in members), members
+
+    # Re-running the set-up changes nothing (key present, keyring trusted, make.conf set).
+    proc, recap = run_build({**binhost.build_vars, **extra, "build_host_build": False, "build_host_chroots": [entry]})
+    assert proc.returncode == 0 and recap["changed"] == 0, explain(proc)
+
+    client = binhost.root / "clients" / "signed"
+    stage = build_stage()
+    unpacked = run_module("gentoo_binhost.infra.stage_unpack", {
+        "src": str(stage.tarball), "dest": str(client), "key": str(stage.pubkey),
+        "fingerprint": stage.fingerprint, "remove_binrepos_conf": True})
+    assert not unpacked["failed"], unpacked
+    proc, _recap = run_playbook("playbooks/binpkg_client.yml", {
+        "binpkg_client_root": str(client), "binpkg_client_verify_key": str(public),
+        "binpkg_client_trust_helper": "true",
+        "binpkg_client_repos": [{"name": "signed", "sync_uri": f"{binhost.url}/signed/current"}]})
+    assert proc.returncode == 0, explain(proc)
+    assert "verify-signature = true" in (client / "etc/portage/binrepos.conf/signed.conf").read_text()
+    out = in_chroot(client, "emerge --color=n --nospinner --getbinpkgonly --oneshot app-misc/hello").stdout
+    assert "Emerging binary" in out, out[-3000:]
+    fetched = list((client / "var/cache/binhost/signed").rglob("hello-*.gpkg.tar"))
+    assert [p.name for p in fetched] == [gpkg.name]
