@@ -30,17 +30,12 @@ from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common impor
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._portage_conf import (
     REPO_KEY_RE,
     REPO_NAME_RE,
-    FilePlan,
     _check_root,
-    _del_key,
     _del_section,
-    _find_section,
-    _ini_value,
-    _missing_dirs,
     _read_text,
-    _set_key,
-    _set_key_header_only,
-    scan_ini,
+    after_section_removal,
+    section_plan,
+    set_section_keys,
 )
 
 BINREPO_DEDICATED_KEYS = ("sync-uri", "priority", "location", "verify-signature")
@@ -144,37 +139,15 @@ def plan_binrepo_conf(params):
 
     if state == "absent":
         _del_section(lines, name)
-        sections = scan_ini(lines)
-        empty = all(not s["options"] for s in sections) and all(s["name"] == "DEFAULT" for s in sections)
-        after = "".join(lines)
-        if before is None:
-            after = None
-        elif empty and not single_file:
-            after = None  # nothing of Portage's is left in <name>.conf
+        after = after_section_removal(lines, before, single_file)
     else:
-        wanted = desired_binrepo_keys(params)
         current = parse_binrepos_text(before or "", path)
-        existing = _find_section(scan_ini(lines), name)
-        own = existing["options"] if existing else {}
-        for key, value in wanted.items():
-            if value is None:
-                _del_key(lines, name, key)
-            elif key not in own or not _same_value(key, _ini_value(current, name, key), value):
-                _set_key(lines, name, key, value)
-        if _find_section(scan_ini(lines), name) is None:
-            _set_key_header_only(lines, name)
+        set_section_keys(lines, current, name, desired_binrepo_keys(params),
+                         same=lambda key, old, new: _same_value(key, old, new))
         after = "".join(lines)
 
-    section = {}
-    if after is not None:
-        parser = parse_binrepos_text(after, path)
-        own = _find_section(scan_ini(after.splitlines(True)), name)
-        for key in (own["options"] if own else {}):
-            section[key] = _ini_value(parser, name, key)
-        if state == "present" and not section.get("sync-uri"):
-            raise InfraError("binary repository %s would have no sync-uri in %s; Portage ignores such a "
-                             "section (set sync_uri)" % (name, path))
-    result = {"path": path, "section": section}
-    if after is None and before is None:
-        return FilePlan(path, None, None, result)
-    return FilePlan(path, before, after, result, make_dirs=_missing_dirs(path) if after is not None else ())
+    plan = section_plan(path, name, before, after, parse_binrepos_text(after, path) if after is not None else None)
+    if state == "present" and not plan.result["section"].get("sync-uri"):
+        raise InfraError("binary repository %s would have no sync-uri in %s; Portage ignores such a "
+                         "section (set sync_uri)" % (name, path))
+    return plan

@@ -275,6 +275,46 @@ def repos_conf_path(root, name):
     return os.path.join(conf, "%s.conf" % name), False
 
 
+def after_section_removal(lines, before, single_file):
+    """The file text once a section was deleted from ``lines``: None (remove the file) when
+    nothing of Portage's is left in a ``<name>.conf`` of a directory or the file never
+    existed; a single-file configuration is kept even when empty."""
+    sections = scan_ini(lines)
+    empty = all(not s["options"] for s in sections) and all(s["name"] == "DEFAULT" for s in sections)
+    if before is None or (empty and not single_file):
+        return None
+    return "".join(lines)
+
+
+def set_section_keys(lines, parser, name, wanted, same=None):
+    """Set (or, for a None value, delete) ``wanted`` keys of section ``name`` in ``lines``;
+    a key whose current value (per ``parser``) is already ``same`` as wanted is left alone.
+    Creates the section header when the section is missing."""
+    same = same or (lambda key, current, value: current == value)
+    existing = _find_section(scan_ini(lines), name)
+    own = existing["options"] if existing else {}
+    for key, value in wanted.items():
+        if value is None:
+            _del_key(lines, name, key)
+        elif key not in own or not same(key, _ini_value(parser, name, key), value):
+            _set_key(lines, name, key, value)
+    if _find_section(scan_ini(lines), name) is None:
+        _set_key_header_only(lines, name)
+
+
+def section_plan(path, name, before, after, parser):
+    """FilePlan of a one-section edit, its result carrying the section's keys afterwards."""
+    section = {}
+    if after is not None:
+        own = _find_section(scan_ini(after.splitlines(True)), name)
+        for key in (own["options"] if own else {}):
+            section[key] = _ini_value(parser, name, key)
+    result = {"path": path, "section": section}
+    if after is None and before is None:
+        return FilePlan(path, None, None, result)
+    return FilePlan(path, before, after, result, make_dirs=_missing_dirs(path) if after is not None else ())
+
+
 def plan_repo_conf(params):
     """Compute the new repos.conf file for the module options ``params``."""
     root, name, state = params.get("root") or "/", params["name"], params.get("state") or "present"
@@ -294,45 +334,24 @@ def plan_repo_conf(params):
         current_main = _ini_value(parse_repos_conf_text("".join(lines), path), "DEFAULT", "main-repo")
         if current_main == name:
             _drop_main_repo(lines)
-        sections = scan_ini(lines)
-        empty = all(not s["options"] for s in sections) and all(s["name"] == "DEFAULT" for s in sections)
-        after = "".join(lines)
-        if before is None:
-            after = None
-        elif empty and not single_file:
-            after = None  # nothing of Portage's is left in <name>.conf
+        after = after_section_removal(lines, before, single_file)
     else:
-        wanted = desired_repo_keys(params)
         current = parse_repos_conf_text(before or "", path)
-        existing = _find_section(scan_ini(lines), name)
-        own = existing["options"] if existing else {}
-        for key, value in wanted.items():
-            if value is None:
-                _del_key(lines, name, key)
-            elif key not in own or _ini_value(current, name, key) != value:
-                _set_key(lines, name, key, value)
-        if _find_section(scan_ini(lines), name) is None:
-            _set_key_header_only(lines, name)
+        set_section_keys(lines, current, name, desired_repo_keys(params))
         if main_repo is True and _ini_value(current, "DEFAULT", "main-repo") != name:
             _set_key(lines, "DEFAULT", "main-repo", name)
         elif main_repo is False and _ini_value(current, "DEFAULT", "main-repo") == name:
             _drop_main_repo(lines)
         after = "".join(lines)
 
-    section = {}
-    if after is not None:
-        parser = parse_repos_conf_text(after, path)
-        own = _find_section(scan_ini(after.splitlines(True)), name)
-        for key in (own["options"] if own else {}):
-            section[key] = _ini_value(parser, name, key)
-        if state == "present" and ("sync-type" in section) != ("sync-uri" in section):
-            have, lack = ("sync-type", "sync-uri") if "sync-type" in section else ("sync-uri", "sync-type")
-            raise InfraError("repository %s would have %s but no %s in %s; Portage needs both "
-                             "(set sync_type and sync_uri together)" % (name, have, lack, path))
-    result = {"path": path, "section": section}
-    if after is None and before is None:
-        return FilePlan(path, None, None, result)
-    return FilePlan(path, before, after, result, make_dirs=_missing_dirs(path) if after is not None else ())
+    plan = section_plan(path, name, before, after,
+                        parse_repos_conf_text(after, path) if after is not None else None)
+    section = plan.result["section"]
+    if state == "present" and ("sync-type" in section) != ("sync-uri" in section):
+        have, lack = ("sync-type", "sync-uri") if "sync-type" in section else ("sync-uri", "sync-type")
+        raise InfraError("repository %s would have %s but no %s in %s; Portage needs both "
+                         "(set sync_type and sync_uri together)" % (name, have, lack, path))
+    return plan
 
 
 def _drop_main_repo(lines):
