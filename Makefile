@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 APT_PACKAGES := git gnupg xz-utils nginx-light rsync wget curl ca-certificates util-linux python3-gnupg \
 	mmdebstrap zstd chromium fonts-dejavu-core
 
-.PHONY: all deps venv apt demo demo-stop test unit integration lint sanity bench clean
+.PHONY: all deps venv apt demo demo-stop test unit integration lint sanity molecule bench clean
 
 all: test
 
@@ -47,7 +47,7 @@ integration: deps
 	$(BIN)/pytest -q tests/integration
 
 lint: deps
-	$(BIN)/ansible-lint --offline --profile production roles playbooks
+	$(BIN)/ansible-lint --offline --profile production roles playbooks molecule
 	$(BIN)/antsibull-changelog lint
 	$(BIN)/python tools/role_readme.py --check
 	@for m in plugins/modules/*.py; do \
@@ -63,6 +63,11 @@ test: deps
 sanity: deps
 	$(BIN)/python tests/ecosystem/ansible_test_offline.py sanity
 	$(BIN)/python tests/ecosystem/ansible_test_offline.py units
+
+# One scenario per role (create, converge, idempotence, verify, destroy) on localhost in a
+# private mount namespace; tests/ecosystem/test_molecule.py runs the same under make test.
+molecule: deps
+	$(BIN)/python tests/ecosystem/run_molecule.py
 
 bench: deps
 	$(BIN)/python bench/snapshot_import.py
