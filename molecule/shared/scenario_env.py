@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """What the molecule scenarios' create, verify and destroy playbooks build, check and stop.
 
 Every scenario keeps everything below one work directory (``--work``, e.g.
@@ -245,7 +244,7 @@ def cmd_stop(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("command", choices=["upstream", "stage", "pkgdir", "builder", "client-root",
                                             "client-install", "mount-namespace", "stop"])
     parser.add_argument("--work", type=Path, required=True, help="the scenario's work directory")

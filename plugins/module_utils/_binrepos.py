@@ -143,7 +143,7 @@ def plan_binrepo_conf(params):
     else:
         current = parse_binrepos_text(before or "", path)
         set_section_keys(lines, current, name, desired_binrepo_keys(params),
-                         same=lambda key, old, new: _same_value(key, old, new))
+                         same=_same_value)
         after = "".join(lines)
 
     plan = section_plan(path, name, before, after, parse_binrepos_text(after, path) if after is not None else None)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Run the collection's molecule scenarios (``molecule test -s <role>``) and time them.
 
 Each scenario lives in ``molecule/<role>/`` and runs on localhost with molecule's default
@@ -71,7 +70,7 @@ def run_scenario(name: str, timeout: int = TIMEOUT) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("scenarios", nargs="*", default=SCENARIOS, metavar="ROLE",
                         help="scenarios to run (default: all, in this order: %s)" % ", ".join(SCENARIOS))
     parser.add_argument("--json", type=Path, help="also write the results (with the output) here")
