@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
-from mirrorprocs import executable_of, free_port, port_answers, running_servers, terminate, wait_gone  # noqa: E402
+from mirrorprocs import ROLE_SERVERS, executable_of, free_port, port_answers, running_servers, terminate, wait_gone  # noqa: E402
 from snapmirror import GENTOO_UID, day_date, make_signing_key, write_snapshot  # noqa: E402
 from stage_repo import restricted_distfile, stage_repo_tree  # noqa: E402
 
@@ -221,7 +221,7 @@ def stop_servers(work: Path) -> list[str]:
         wait_gone(pid)
         stopped.append(f"http.server {pid}")
     for run_dir in RUN_DIRS:
-        servers = running_servers(work / run_dir)
+        servers = running_servers(work / run_dir, ROLE_SERVERS)
         terminate([(pid, executable_of(pid)) for pid in servers.values()])
         stopped += [f"{pid_file.name} {pid}" for pid_file, pid in servers.items()]
     return stopped
@@ -232,7 +232,7 @@ def cmd_stop(args) -> dict:
     stopped = stop_servers(work)
     left = [p for p in (upstream_server_pid(work),) if p]
     for run_dir in RUN_DIRS:
-        left += list(running_servers(work / run_dir).values())
+        left += list(running_servers(work / run_dir, ROLE_SERVERS).values())
     if left:
         raise SystemExit(f"still running below {work}: {left}")
     removed = False
