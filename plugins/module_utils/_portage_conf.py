@@ -28,6 +28,7 @@ import configparser
 import os
 import re
 import tempfile
+import traceback
 
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
 
@@ -668,6 +669,23 @@ def plan_make_conf(params):
 
 
 # --------------------------------------------------------------------------- writing
+
+def run_file_plan(module, planner, what):
+    """A config module's whole run: plan with ``planner(module.params)``, apply, exit with the
+    plan's result (and its diff in diff mode); ``what`` names the file in unexpected errors."""
+    try:
+        plan = planner(module.params)
+        changed = apply_file_plan(module, plan)
+    except InfraError as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # an unexpected failure: keep the traceback for the report
+        module.fail_json(msg="unexpected error editing %s for %s: %s" % (what, module.params["name"], exc),
+                         exception=traceback.format_exc())
+    result = dict(plan.result, changed=changed)
+    if module._diff and plan.changed:
+        result["diff"] = plan.diff()
+    module.exit_json(**result)
+
 
 def apply_file_plan(module, plan):
     """Write (or remove) ``plan`` through ``module``; returns ``changed`` including attributes."""

@@ -164,13 +164,10 @@ diff:
   sample: {"before": "", "after": "[company]\nsync-uri = https://binhost.example.org/desktop\n"}
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binrepos import plan_binrepo_conf
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._portage_conf import apply_file_plan
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._portage_conf import run_file_plan
 
 
 def main():
@@ -189,18 +186,7 @@ def main():
         add_file_common_args=True,
         supports_check_mode=True,
     )
-    try:
-        plan = plan_binrepo_conf(module.params)
-        changed = apply_file_plan(module, plan)
-    except InfraError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # an unexpected failure: keep the traceback for the report
-        module.fail_json(msg="unexpected error editing binrepos.conf for %s: %s" % (module.params["name"], exc),
-                         exception=traceback.format_exc())
-    result = dict(plan.result, changed=changed)
-    if module._diff and plan.changed:
-        result["diff"] = plan.diff()
-    module.exit_json(**result)
+    run_file_plan(module, plan_binrepo_conf, "binrepos.conf")
 
 
 if __name__ == "__main__":

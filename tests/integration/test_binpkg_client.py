@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import stat
@@ -25,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from ansible_run import run_module, run_playbook
+from ansible_run import run_module, run_playbook, tree_snapshot as tree
 from binpkg_signing import SIGNING_AGENT_STOP, install_host_gnupg, prepare_signing_home, signing_make_conf
 from httpmirror import HttpMirror
 from teststage import StageError, build_stage, extract_stage, in_chroot
@@ -37,16 +36,6 @@ BUILD = "emerge --color=n --quiet-build=y --oneshot --buildpkgonly dev-libs/libf
 INSTALL = "emerge --color=n --getbinpkgonly --oneshot app-misc/hello"
 
 
-def tree(root):
-    """Every path below ``root`` with its type, mode and content: to prove nothing changed."""
-    snap = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath, name)
-            st = path.lstat()
-            body = path.read_bytes() if stat.S_ISREG(st.st_mode) else None
-            snap[str(path.relative_to(root))] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), body)
-    return snap
 
 
 def mounts_below(path: Path) -> list[str]:

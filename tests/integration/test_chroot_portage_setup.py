@@ -1,11 +1,9 @@
 """chroot_portage_setup through the real ansible CLI: four passes on a fake chroot, bad input."""
 import os
-import stat
 import subprocess
-from pathlib import Path
 
 import pytest
-from ansible_run import run_module
+from ansible_run import run_module, tree_snapshot as tree
 
 MODULE = "gentoo_binhost.infra.chroot_portage_setup"
 GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org",
@@ -18,15 +16,6 @@ def git(*args, cwd=None):
     return proc.stdout.strip()
 
 
-def tree(root):
-    snap = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath, name)
-            st = path.lstat()
-            body = path.read_bytes() if stat.S_ISREG(st.st_mode) else None
-            snap[str(path.relative_to(root))] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), body)
-    return snap
 
 
 @pytest.fixture

@@ -1,12 +1,11 @@
 """portage_repo_conf and portage_make_conf through the real ansible CLI, read back by real Portage."""
-import os
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from ansible_run import ROOT, run_module
+from ansible_run import ROOT, run_module, tree_snapshot as tree
 
 REPO_MODULE = "gentoo_binhost.infra.portage_repo_conf"
 MAKE_MODULE = "gentoo_binhost.infra.portage_make_conf"
@@ -34,16 +33,6 @@ auto-sync = yes
 """
 
 
-def tree(root):
-    """Every path below ``root`` with its type, mode and content: to prove nothing changed."""
-    snap = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath, name)
-            st = path.lstat()
-            body = path.read_bytes() if stat.S_ISREG(st.st_mode) else None
-            snap[str(path.relative_to(root))] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), body)
-    return snap
 
 
 @pytest.fixture
