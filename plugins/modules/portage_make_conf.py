@@ -34,20 +34,18 @@ author:
   - gentoo_binhost.infra maintainers (@gentoo-binhost)
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details:
       - Reports whether the file would change and the resulting value; nothing is written.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
     details:
       - Shows the file before and after.
   idempotent:
-    description: When run twice in a row with the same arguments, the second run reports no change.
     support: full
 extends_documentation_fragment:
   - ansible.builtin.files
+  - gentoo_binhost.infra.attributes
 options:
   root:
     description: The system or chroot root. Must be an existing directory.
