@@ -6,10 +6,16 @@
 Like the Gentoo handbook (``tar xpf stage3-*.tar.xz --xattrs-include='*.*' --numeric-owner``)
 but checked first and atomic:
 
-1. the DIGESTS file is read (its clearsigned text only, when it is signed) for the tarball's
-   SHA512; a root whose marker records that SHA512 is already done, and nothing else is fetched;
-2. the tarball is fetched (SHA512 computed on the fly) and its detached ``.asc`` checked;
-3. ``xz -dc`` feeds the project's tar reader, which inspects every member *before* passing its
+1. the tarball's expected SHA512 comes from the ``sha512`` option (a pin) or else from the
+   DIGESTS file (its clearsigned text only, when it is signed; entries matched on the file's
+   basename, since older catalyst releases list absolute build paths); a root whose marker
+   records that SHA512 is already done, and nothing else is read;
+2. the tarball is fetched and its SHA512 (and BLAKE2B, when the DIGESTS lists one; both in
+   one read of a local file) compared, then its detached ``.asc`` checked. With verification on, what must hold is one of:
+   the pin (the ``.asc`` too, when ``signature`` is given), the DIGESTS plus the ``.asc``,
+   or (``digests=''``: a stage4 of one's own without DIGESTS) the ``.asc`` alone;
+3. the decompressor its first bytes call for (xz, bzip2, gzip, zstd; none for a plain tar)
+   feeds the project's tar reader, which inspects every member *before* passing its
    bytes on to GNU tar: absolute paths, ``..`` components, hard links leaving the root and
    members reached through an archive symlink that leaves the root are refused;
 4. tar extracts into a hidden partial directory beside the root, owners numeric, modes,
@@ -21,6 +27,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import json
 import os
 import re
@@ -33,9 +40,14 @@ from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common impor
     c_locale_env,
     find_program,
 )
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._decompress import (
+    DecompressError,
+    TarStream,
+    format_of_file,
+)
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._fetch import (
+    CHUNK,
     FetchError,
-    digest_of_file,
     fetch_bytes,
     fetch_to_file,
     local_path_of,
@@ -61,19 +73,31 @@ class StageError(InfraError):
     """The stage could not be unpacked; the root was left as it was."""
 
 
+# Section headers of DIGESTS files: '# SHA512 HASH', '# BLAKE2B HASH', and until 2022
+# '# BLAKE2 (b2sum) HASH' (b2sum's default, BLAKE2b-512). Other algorithms are not checked.
+_ALGORITHMS = {"SHA512": "SHA512", "BLAKE2B": "BLAKE2B", "BLAKE2 (B2SUM)": "BLAKE2B"}
+
+
 def parse_digests(text, name):
-    """SHA512 of ``name`` from a Gentoo DIGESTS text ('# SHA512 HASH' sections), or None."""
+    """``{'SHA512': hex, 'BLAKE2B': hex}`` (those listed) for the file named ``name`` in a
+    Gentoo DIGESTS text. Entries match on the basename: older catalyst releases name the
+    file by its absolute build path (``/var/tmp/catalyst/builds/default/stage3-….tar.xz``)."""
     algorithm = None
+    found = {}
     for line in text.splitlines():
         line = line.strip()
         if line.startswith("#"):
             words = line.lstrip("#").split()
-            algorithm = words[0].upper() if len(words) >= 2 and words[1].upper() == "HASH" else None
+            algorithm = (_ALGORITHMS.get(" ".join(words[:-1]).upper())
+                         if len(words) >= 2 and words[-1].upper() == "HASH" else None)
             continue
         fields = line.split()
-        if algorithm == "SHA512" and len(fields) == 2 and fields[1] == name and _HEX_RE.match(fields[0]):
-            return fields[0].lower()
-    return None
+        if (algorithm is not None and len(fields) == 2 and fields[1].rsplit("/", 1)[-1] == name
+                and _HEX_RE.match(fields[0])):
+            if found.setdefault(algorithm, fields[0].lower()) != fields[0].lower():
+                raise StageError("the DIGESTS lists two different %s for %s; it cannot tell which file is meant"
+                                 % (algorithm, name))
+    return found
 
 
 class MemberPolicy(object):
@@ -133,16 +157,33 @@ class StageUnpack(object):
         self.dest = os.path.abspath(params["dest"])
         self.src = params["src"]
         self.label = self.src.rstrip("/").rsplit("/", 1)[-1]
-        self.digests = params.get("digests") or self.src + ".DIGESTS"
+        digests = params.get("digests")
+        # An empty digests says there is none (a stage4 of one's own), unlike an unset one.
+        self.digests = self.src + ".DIGESTS" if digests is None else (digests or None)
+        self.signature_given = bool(params.get("signature"))
         self.signature = params.get("signature") or self.src + ".asc"
+        self.pin = params.get("sha512")
+        self.expected_blake2b = None
         self.verify = params.get("verify", True)
         self.key = params.get("key") or DEFAULT_KEY
         self.fingerprint = normalize_fingerprint(params.get("fingerprint"))
         self.timeout = params.get("timeout") or 60
         self.result = {"changed": False, "dest": self.dest, "stage": self.label, "sha512": None,
                        "binrepos_conf_removed": False}
+        # The root is replaced by a rename and checked by listing it: through a link, both would
+        # act on something else than what the link's target holds.
+        if os.path.islink(self.dest):
+            raise StageError("dest %s is a symbolic link to %s; give the staging root's real path"
+                             % (self.dest, os.readlink(self.dest)))
         if self.dest == "/" or os.path.realpath(self.dest) == "/":
             raise StageError("refusing to unpack a stage onto / (dest must be a staging root)")
+        if self.pin is not None:
+            if not isinstance(self.pin, str) or not _HEX_RE.match(self.pin.strip()):
+                raise StageError("sha512 %r is not a SHA-512 digest (128 hex digits)" % (self.pin,))
+            self.pin = self.pin.strip().lower()
+            if digests is not None:
+                raise StageError("sha512 and digests are mutually exclusive: with sha512 given, "
+                                 "no DIGESTS file is read")
         if os.path.exists(self.dest) and not os.path.isdir(self.dest):
             raise StageError("dest %s exists and is not a directory" % self.dest)
 
@@ -151,14 +192,21 @@ class StageUnpack(object):
         expected = self._expected_sha512()
         marker = self._read_marker()
         if marker is not None:
-            if expected is not None and marker.get("sha512") != expected:
+            # Without a SHA512 known beforehand, the stage's file name is all that tells stages apart.
+            if (marker.get("sha512") != expected if expected is not None else marker.get("stage") != self.label):
                 raise StageError(
                     "%s already holds stage %s (sha512 %s…), not %s; remove it to unpack another stage"
                     % (self.dest, marker.get("stage"), (marker.get("sha512") or "")[:16], self.label)
                 )
+            # Once the stage's binrepos.conf is gone, what is there now was configured in the
+            # root afterwards (a client's binhost, say) and is not the stage's to remove.
+            if not marker.get("binrepos_conf_removed"):
+                self._remove_binrepos(self.dest)
+                if self.result["binrepos_conf_removed"] and not self.check_mode:
+                    marker = dict(marker, binrepos_conf_removed=True)
+                    self._write_marker(self.dest, marker)
             self.result["sha512"] = marker.get("sha512")
             self.result["marker"] = marker
-            self._remove_binrepos(self.dest)
             return self.result
         if os.path.isdir(self.dest) and os.listdir(self.dest):
             raise StageError(
@@ -174,18 +222,20 @@ class StageUnpack(object):
             os.makedirs(parent, 0o755)
         work = tempfile.mkdtemp(prefix=".%s.partial-" % os.path.basename(self.dest), dir=parent)
         try:
-            tarball, sha512 = self._fetch(work)
-            if expected is not None and sha512 != expected:
-                raise StageError("sha512 mismatch for %s: DIGESTS says %s…, the file has %s…"
-                                 % (self.label, expected[:16], sha512[:16]))
-            if self.verify:
+            tarball, sha512 = self._fetch(work, expected)
+            if self._signature_required():
                 self._check_signature(tarball, work)
+            try:
+                fmt = format_of_file(tarball, self.label)
+            except DecompressError as exc:
+                raise StageError(str(exc))
             root = os.path.join(work, "root")
             os.mkdir(root)
-            self._extract(tarball, root)
+            self._extract(tarball, fmt, root)
             self._remove_binrepos(root)
             marker = {"stage": self.label, "src": self.src, "sha512": sha512,
-                      "signed_by": self.result.get("signed_by")}
+                      "signed_by": self.result.get("signed_by"),
+                      "binrepos_conf_removed": bool(self.p.get("remove_binrepos_conf"))}
             self._write_marker(root, marker)
             if os.path.isdir(self.dest):
                 os.rmdir(self.dest)  # empty, checked above
@@ -198,11 +248,17 @@ class StageUnpack(object):
 
     # -- steps ------------------------------------------------------------------------------
     def _expected_sha512(self):
+        """The SHA512 the tarball must have (None: not known beforehand); notes a BLAKE2B too."""
+        if self.pin is not None:
+            return self.pin
+        if self.digests is None:
+            return None
         try:
             text = fetch_bytes(self.digests, self.timeout, limit=4 << 20)
         except FetchError as exc:
             if self.verify:
-                raise StageError("cannot get the DIGESTS of %s: %s" % (self.label, exc))
+                raise StageError("cannot get the DIGESTS of %s: %s; for a stage without DIGESTS give its sha512, "
+                                 "or digests='' to rely on its detached signature by key alone" % (self.label, exc))
             return None
         if self.verify and b"-----BEGIN PGP SIGNED MESSAGE-----" in text:
             with tempfile.NamedTemporaryFile(prefix="gbh-digests-") as handle:
@@ -213,22 +269,39 @@ class StageUnpack(object):
                                                                self.fingerprint)
         else:
             signed = text.decode("utf-8", "replace")
-        sha512 = parse_digests(signed, self.label)
-        if sha512 is None and self.verify:
+        sums = parse_digests(signed, self.label)
+        if "SHA512" not in sums and self.verify:
             raise StageError("%s lists no SHA512 for %s" % (os.path.basename(self.digests), self.label))
-        return sha512
+        self.expected_blake2b = sums.get("BLAKE2B")
+        return sums.get("SHA512")
 
-    def _fetch(self, work):
+    def _signature_required(self):
+        """The detached signature is checked with verification on, except that a pinned SHA512
+        stands on its own unless a signature is named as well."""
+        return self.verify and (self.pin is None or self.signature_given)
+
+    def _fetch(self, work, expected):
+        """``(local path, sha512)`` of the tarball, refused unless it has the expected digests."""
         local = local_path_of(self.src)
         if local is not None:
             if not os.path.isfile(local):
                 raise StageError("stage %s: no such file" % local)
-            return local, digest_of_file(local, "sha512")
-        dest = os.path.join(work, self.label)
-        try:
-            return dest, fetch_to_file(self.src, dest, self.timeout, "sha512")
-        except FetchError as exc:
-            raise StageError("cannot fetch stage %s: %s" % (self.label, exc))
+            tarball = local
+            sums = _file_digests(local, blake2b=self.expected_blake2b is not None)
+        else:
+            tarball = os.path.join(work, self.label)
+            try:
+                sums = {"sha512": fetch_to_file(self.src, tarball, self.timeout, "sha512")}
+            except FetchError as exc:
+                raise StageError("cannot fetch stage %s: %s" % (self.label, exc))
+            if self.expected_blake2b is not None:
+                sums["blake2b"] = _file_digests(tarball, blake2b=True)["blake2b"]
+        source = "option sha512" if self.pin is not None else os.path.basename(self.digests or "DIGESTS")
+        for algorithm, wanted in (("sha512", expected), ("blake2b", self.expected_blake2b)):
+            if wanted is not None and sums[algorithm] != wanted:
+                raise StageError("%s mismatch for %s: expected %s (%s), the file has %s"
+                                 % (algorithm, self.label, wanted, source, sums[algorithm]))
+        return tarball, sums["sha512"]
 
     def _check_signature(self, tarball, work):
         sig_path = os.path.join(work, self.label + ".asc")
@@ -245,14 +318,17 @@ class StageUnpack(object):
             raise StageError(str(exc))
         self.result["signed_by"] = info["primary_fingerprint"]
 
-    def _extract(self, tarball, root):
-        """xz → member policy → GNU tar, so no refused member's bytes ever reach tar."""
-        xz = subprocess.Popen([find_program("xz"), "-dc", "--", tarball], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=c_locale_env(), bufsize=1 << 20)
+    def _extract(self, tarball, fmt, root):
+        """decompressor → member policy → GNU tar, so no refused member's bytes ever reach tar."""
+        tar_program = find_program("tar")
+        try:
+            stream = TarStream(tarball, fmt, self.label)
+        except InfraError as exc:
+            raise StageError("cannot unpack stage %s (%s): %s" % (self.label, fmt, exc))
         # tar's complaints go to a file: a pipe read only at the end could fill and stall tar.
         tar_log = tempfile.TemporaryFile(prefix="gbh-tar-")
         tar = subprocess.Popen(
-            [find_program("tar"), "-x", "-p", "--numeric-owner", "--xattrs", "--xattrs-include=*.*",
+            [tar_program, "-x", "-p", "--numeric-owner", "--xattrs", "--xattrs-include=*.*",
              "-f", "-", "-C", root],
             stdin=subprocess.PIPE, stdout=tar_log, stderr=tar_log, env=c_locale_env(), bufsize=1 << 20,
         )
@@ -260,7 +336,7 @@ class StageUnpack(object):
         pending = []
 
         def read(size):
-            data = xz.stdout.read(size)
+            data = stream.read(size)
             pending.append(data)
             return data
 
@@ -273,24 +349,24 @@ class StageUnpack(object):
             tar.stdin.close()
         except (InfraError, BrokenPipeError) as exc:
             tar.kill()
-            xz.kill()
             tar.wait()
-            xz.wait()
+            # A decompressor that failed is why the tar stream broke off: its words come first.
+            decompress_err = stream.errors()
+            stream.close(abandon=True)
+            tar_log.seek(0)
+            tar_err = tar_log.read().decode("utf-8", "replace").strip()
+            tar_log.close()
             if isinstance(exc, StageError):
                 raise
-            tar_log.seek(0)
-            err = tar_log.read().decode("utf-8", "replace").strip() or xz.stderr.read().decode("utf-8", "replace").strip()
-            raise StageError("cannot unpack stage %s: %s" % (self.label, err or exc))
-        finally:
-            while xz.stdout.read(1 << 16):
-                pass
+            raise StageError("cannot unpack stage %s: %s" % (self.label, decompress_err or tar_err or exc))
         tar_returncode = tar.wait()
         tar_log.seek(0)
         tar_err = tar_log.read().decode("utf-8", "replace").strip()
         tar_log.close()
-        xz_err = xz.stderr.read().decode("utf-8", "replace").strip()
-        if xz.wait() != 0:
-            raise StageError("cannot decompress stage %s: %s" % (self.label, xz_err))
+        try:
+            stream.close()
+        except DecompressError as exc:
+            raise StageError(str(exc))
         if tar_returncode != 0:
             raise StageError("tar failed unpacking stage %s: %s" % (self.label, tar_err))
 
@@ -328,6 +404,18 @@ class StageUnpack(object):
         with open(path, "w") as handle:
             json.dump(marker, handle, indent=2, sort_keys=True)
             handle.write("\n")
+
+
+def _file_digests(path, blake2b=False):
+    """``{'sha512': hex}`` (and ``'blake2b'``) of the file at ``path``, read once."""
+    sums = {"sha512": hashlib.sha512()}
+    if blake2b:
+        sums["blake2b"] = hashlib.blake2b()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            for digest in sums.values():
+                digest.update(chunk)
+    return dict((name, digest.hexdigest()) for name, digest in sums.items())
 
 
 def unpack_stage(params, check_mode=False):
