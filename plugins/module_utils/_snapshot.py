@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Import verified Gentoo Portage snapshots (gentoo-YYYYMMDD.tar.xz) into a git repository.
 
-The flow, for each mirror in order until one works:
+The flow, for each mirror in order until one works (a mirror that fails any step is skipped
+for the next; see ``CandidateError``):
 
 1. fetch the tiny ``.md5sum``; if the branch tip (or the requested day's tag) already records
    that md5, nothing is new and nothing else is downloaded;
@@ -63,6 +64,7 @@ from ansible_collections.gentoo_binhost.infra.plugins.module_utils._tarstream im
     CONTIGUOUS,
     SYMLINK,
     TYPE_NAMES,
+    TarError,
     iter_members,
 )
 
@@ -96,6 +98,21 @@ _DATE_RE = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
 
 class SnapshotError(InfraError):
     """The snapshot could not be imported; nothing in the repository was changed."""
+
+
+class CandidateError(SnapshotError):
+    """What one mirror served is unusable (garbage checksum file, corrupt or hostile tarball,
+    unreadable or stale timestamp), so the next mirror is tried.
+
+    A hostile member counts too: it is refused either way, so nothing of it reaches the
+    repository, and a mirror that serves one (unverified, or under a stolen key) must not keep
+    an honest mirror from being used; the warning about the skipped mirror keeps it visible.
+
+    Errors that every mirror would give alike stay plain SnapshotErrors and end the run at
+    once: the local key file, the repository's state (a tag taken by another tree, a blocked
+    work tree), git itself, and a snapshot older than the branch tip that is exactly the day
+    asked for.
+    """
 
 
 # -- parameters ----------------------------------------------------------------------------
@@ -137,15 +154,15 @@ def _trailers(message):
 def _parse_md5sum(text, label):
     fields = text.decode("utf-8", "replace").split()
     if not fields or not _MD5_RE.match(fields[0]):
-        raise SnapshotError("%s.md5sum is not an md5sum file (expected '<32 hex digits>  %s')" % (label, label))
+        raise CandidateError("%s.md5sum is not an md5sum file (expected '<32 hex digits>  %s')" % (label, label))
     return fields[0].lower()
 
 
-def _parse_timestamp(data, label):
+def _parse_timestamp(data, label, error=CandidateError):
     try:
         return int(data.split()[0])
     except (IndexError, ValueError):
-        raise SnapshotError("%s: metadata/timestamp.x does not start with a unix time" % label)
+        raise error("%s: metadata/timestamp.x does not start with a unix time" % label)
 
 
 # -- the tarball: members to a tree ---------------------------------------------------------------
@@ -191,7 +208,7 @@ class TreeScan(object):
             self._resolve_known()
 
     def _refuse(self, name, reason):
-        raise SnapshotError(
+        raise CandidateError(
             "refusing snapshot %s: member %r %s" % (self.label, name.decode("utf-8", "backslashreplace"), reason)
         )
 
@@ -298,10 +315,18 @@ def _decompressor(path):
 
         handle = lzma.open(path, "rb")
 
+        class Stream(object):
+            @staticmethod
+            def read(size=-1):
+                try:
+                    return handle.read(size)
+                except (lzma.LZMAError, EOFError) as exc:
+                    raise CandidateError("cannot decompress %s: %s" % (os.path.basename(path), exc))
+
         def finish_lzma():
             handle.close()
 
-        return handle, finish_lzma
+        return Stream(), finish_lzma
     proc = subprocess.Popen(
         [xz, "-dc", "--", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=c_locale_env(), bufsize=1 << 20
     )
@@ -315,7 +340,9 @@ def _decompressor(path):
         proc.stdout.close()
         proc.stderr.close()
         if proc.wait() != 0:
-            raise SnapshotError("cannot decompress %s: %s" % (os.path.basename(path), err or "xz failed"))
+            # xz names the download's temporary path, which is gone by the time anyone reads this.
+            err = err.replace(path, os.path.basename(path))
+            raise CandidateError("cannot decompress %s: %s" % (os.path.basename(path), err or "xz failed"))
 
     return proc.stdout, finish_xz
 
@@ -327,26 +354,40 @@ def scan_tarball(path, label, old_tree, emit_blob=None):
         for member in iter_members(stream.read):
             scan.add(*member)
         scan.finish()
-    except InfraError as exc:
+    except (CandidateError, TarError) as exc:
         try:
             finish()
-        except InfraError as xz_exc:  # the decompressor's reason is the better one
-            raise SnapshotError(str(xz_exc))
+        except CandidateError:  # the decompressor's reason is the better one
+            raise
+        if isinstance(exc, CandidateError):
+            raise
+        raise CandidateError("refusing snapshot %s: %s" % (label, exc))
+    except InfraError as exc:
+        # Not the tarball's fault (git ls-tree of the tip failed): the same on every mirror.
+        try:
+            finish()
+        except InfraError:
+            pass
         if isinstance(exc, SnapshotError):
             raise
-        raise SnapshotError("refusing snapshot %s: %s" % (label, exc))
+        raise SnapshotError("cannot import snapshot %s: %s" % (label, exc))
     finish()
     if scan.timestamp_data is None:
-        raise SnapshotError("refusing snapshot %s: it has no metadata/timestamp.x, so its date is unknown" % label)
+        raise CandidateError("refusing snapshot %s: it has no metadata/timestamp.x, so its date is unknown" % label)
     return scan
 
 
 # -- the import ------------------------------------------------------------------------------------
 class Candidate(object):
-    """One place the snapshot can come from: a tarball location with its two companions."""
+    """One place the snapshot can come from: a tarball location with its two companions.
 
-    def __init__(self, location):
+    ``source`` is what the user named (the mirror's base URL, or ``src``): the label of this
+    candidate in messages, since the file name is the same on every mirror.
+    """
+
+    def __init__(self, location, source=None):
         self.location = location
+        self.source = source or location
         self.label = location.rstrip("/").rsplit("/", 1)[-1]
         self.local = local_path_of(location)
 
@@ -356,7 +397,7 @@ def _candidates(params, date):
         return [Candidate(params["src"])]
     name = "gentoo-%s.tar.xz" % (date or "latest")
     mirrors = params["mirrors"] or DEFAULT_MIRRORS
-    return [Candidate("%s/snapshots/%s" % (m.rstrip("/"), name)) for m in mirrors]
+    return [Candidate("%s/snapshots/%s" % (m.rstrip("/"), name), m.rstrip("/")) for m in mirrors]
 
 
 class SnapshotImport(object):
@@ -386,6 +427,8 @@ class SnapshotImport(object):
             "md5": None,
             "stats": {"added": 0, "modified": 0, "deleted": 0},
             "pushed": False,
+            # Not "skipped": Ansible would take a non-empty list there for a skipped task.
+            "skipped_mirrors": [],
         }
         self.warnings = []
         self.old_tree = None
@@ -430,28 +473,39 @@ class SnapshotImport(object):
             shutil.rmtree(workdir, ignore_errors=True)
 
     def _from_sources(self, tip, tip_trailers, workdir):
-        errors = []
-        for candidate in _candidates(self.p, self.date):
+        skipped = []
+        candidates = _candidates(self.p, self.date)
+        for candidate in candidates:
+            # A failed candidate leaves nothing behind: not its download, not its findings.
+            result_before, warnings_before = dict(self.result), list(self.warnings)
+            download = None
             try:
                 expected_md5 = self._expected_md5(candidate)
                 if expected_md5 and self._already_imported(expected_md5, tip, tip_trailers, candidate):
-                    return self._finish_unchanged()
+                    return self._finish_unchanged(skipped)
                 if self.old_tree is None:
                     # Read the tip's tree while downloading and verifying: it is needed next.
                     self.old_tree = self.store.read_tree_in_background(tip if self.store.exists else None)
+                if not candidate.local:
+                    download = os.path.join(workdir, candidate.label)
                 tarball, md5 = self._download(candidate, workdir)
                 if self.p["verify"]:
                     self._verify(candidate, tarball, md5, expected_md5, workdir)
                 self.result["url"] = candidate.location
                 self.result["md5"] = md5
+                self.result["skipped_mirrors"] = skipped
                 return self._import_tarball(candidate, tarball, md5, tip, tip_trailers, workdir)
-            except FetchError as exc:
-                errors.append(str(exc))
-            except SignatureError as exc:
-                errors.append(str(exc))
-        if len(errors) == 1:
-            raise SnapshotError(errors[0])
-        raise SnapshotError("no mirror gave a usable snapshot: " + "; ".join(errors))
+            except (FetchError, SignatureError, CandidateError) as exc:
+                skipped.append({"mirror": candidate.source, "reason": str(exc)})
+                self.result, self.warnings = result_before, warnings_before
+                if download is not None and os.path.exists(download):
+                    os.unlink(download)
+        if len(candidates) == 1:
+            raise SnapshotError(skipped[0]["reason"])
+        raise SnapshotError(
+            "no mirror gave a usable snapshot: "
+            + "; ".join("%s: %s" % (entry["mirror"], entry["reason"]) for entry in skipped)
+        )
 
     # -- steps ----------------------------------------------------------------------------
     def _expected_md5(self, candidate):
@@ -552,7 +606,7 @@ class SnapshotImport(object):
             if not changes["paths"]:
                 self._abort(importer)
                 self.result["commit"] = tip
-                return self._finish_unchanged()
+                return self._finish_unchanged(self.result["skipped_mirrors"])
             existing = self.store.ref_target("refs/tags/%s" % tag) if self.store.exists else None
             if existing:
                 raise SnapshotError(
@@ -592,9 +646,13 @@ class SnapshotImport(object):
         tip_stamp = tip_trailers.get("Snapshot-Timestamp")
         if tip_stamp is None or not tip_stamp.isdigit():
             data = self.store.read_blob(tip, TIMESTAMP_FILE.decode())
-            tip_stamp = str(_parse_timestamp(data, "the branch tip")) if data else None
+            tip_stamp = str(_parse_timestamp(data, "the branch tip", SnapshotError)) if data else None
         if tip_stamp is not None and timestamp < int(tip_stamp):
-            raise SnapshotError(
+            # The day asked for by name is the same snapshot on every mirror: asking the others
+            # gives the same answer. Otherwise this mirror is behind (its 'latest' is stale) or
+            # serves another day under the name asked for, and the next one may be current.
+            day_asked_for = self.date and self.date == _tag_for(timestamp, "%Y%m%d")[0]
+            raise (SnapshotError if day_asked_for else CandidateError)(
                 "refusing snapshot %s: it is older (timestamp.x %s) than the tip of %s (%s); "
                 "set allow_older to import it anyway"
                 % (
@@ -694,14 +752,18 @@ class SnapshotImport(object):
         importer.stderr.close()
         return err
 
-    def _finish_unchanged(self):
+    def _finish_unchanged(self, skipped):
         self.result["changed"] = False
         self.result["stats"] = {"added": 0, "modified": 0, "deleted": 0}
+        self.result["skipped_mirrors"] = skipped
         return self._finish()
 
     def _finish(self):
         if self.p["push"]:
             self._push()
+        for entry in self.result["skipped_mirrors"]:
+            # A later mirror worked, but a broken (or hostile) one deserves its admin's attention.
+            self.warnings.append("skipped mirror %s: %s" % (entry["mirror"], entry["reason"]))
         if self.warnings:
             self.result["warnings"] = self.warnings
         return self.result

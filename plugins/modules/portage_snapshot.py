@@ -69,8 +69,18 @@ options:
       - Base URLs of Gentoo distfiles mirrors, tried in order. Files are read from
         C(<mirror>/snapshots/gentoo-<YYYYMMDD>.tar.xz) and its C(.md5sum) and C(.gpgsig);
         with O(date=latest), from C(gentoo-latest.tar.xz).
-      - A mirror that fails (missing file, HTTP error, timeout, bad checksum or signature)
-        is skipped for the next; the error lists every mirror's reason.
+      - A mirror that fails is skipped for the next. Failing means a missing file, an HTTP
+        error, a timeout, a C(.md5sum) that is not one (an HTML page, an empty or truncated file), a bad checksum
+        or signature, a corrupt or truncated tarball, a refused tarball member, an unreadable
+        C(metadata/timestamp.x), or a snapshot older than the branch tip that is not the day
+        asked for (a mirror whose C(latest) lags behind). A later mirror that works is used
+        and each skipped one is reported as a warning and in RV(skipped_mirrors); when none
+        works, the error lists every mirror with its reason. Nothing in the repository changes
+        because of a skipped mirror.
+      - Failures that every mirror would give alike end the run at the first one, such as a
+        key file that is missing or lacks O(fingerprint), a tag already taken by another tree, a work
+        tree with local changes, git errors, and the day asked for by O(date) being older
+        than the branch tip (see O(allow_older)).
       - When neither O(mirrors) nor O(src) is given, V(https://distfiles.gentoo.org) is used.
       - C(http://), C(https://) and C(file://) URLs are supported.
     type: list
@@ -216,6 +226,23 @@ pushed:
   returned: always
   type: bool
   sample: false
+skipped_mirrors:
+  description:
+    - The mirrors tried before the one used (in order), each with the reason it was skipped.
+      Empty when the first one worked.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    mirror:
+      description: The mirror's base URL as given in O(mirrors) (or O(src)).
+      type: str
+    reason:
+      description: Why its snapshot was not used.
+      type: str
+  sample:
+    - mirror: https://mirror.example.org/gentoo
+      reason: "gentoo-latest.tar.xz.md5sum is not an md5sum file (expected '<32 hex digits>  gentoo-latest.tar.xz')"
 """
 
 import traceback

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import pytest
 
 from ansible_run import run_playbook
 from httpmirror import HttpMirror
-from mirrorprocs import SERVERS, executable_of, free_port, port_answers, terminate, wait_gone
+from mirrorprocs import SERVERS, executable_of, free_port, port_answers, running_servers, terminate, wait_gone
 from snapmirror import (
     GENTOO_UID,
     SigningKey,
@@ -43,6 +44,8 @@ from snapmirror import (
 PLAYBOOK = "playbooks/snapshot.yml"
 BIN = Path(sys.executable).parent
 REPO_NAME = "gentoo.git"
+
+
 def git(*args: str, cwd: Path | None = None) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
@@ -130,6 +133,19 @@ class Mirror:
         return matching[0]
 
 
+def task_results(proc: subprocess.CompletedProcess, name: str) -> list[str]:
+    """The result words ("ok", "changed", "skipping", "failed", "fatal") of the tasks whose
+    title contains ``name``, in order."""
+    results, current = [], False
+    for line in proc.stdout.splitlines():
+        if line.startswith("TASK ["):
+            current = name in line
+        elif current and re.match(r"^(ok|changed|skipping|failed|fatal):", line):
+            results.append(line.split(":", 1)[0])
+            current = False
+    return results
+
+
 def leftover_processes(root: Path) -> list[str]:
     """Processes started for this test: their command line or working directory is below root."""
     found = []
@@ -172,8 +188,8 @@ def mirror():
                 # task runs in `make demo`.
                 "mirror_server_install_packages": False,
                 "mirror_server_snapshot_mirrors": [upstream.url],
-                "mirror_server_snapshot_key": str(root / "mirror" / "keys" / "snapshot-signing.asc"),
-                "mirror_server_snapshot_key_src": str(key.pubkey_path),
+                "mirror_server_snapshot_key_path": str(root / "mirror" / "keys" / "snapshot-signing.asc"),
+                "mirror_server_snapshot_key_controller_file": str(key.pubkey_path),
                 "mirror_server_snapshot_fingerprint": key.fingerprint,
                 "mirror_server_snapshot_timeout": 20,
                 "mirror_server_git_daemon_port": git_port,
@@ -413,3 +429,136 @@ def test_stopped_stops_exactly_the_servers_it_started(mirror, tmp_path):
     assert proc.returncode == 0, explain(proc)
     assert port_answers(mirror.git_port) and port_answers(mirror.http_port)
     git("ls-remote", mirror.clone_url)
+
+
+def test_broken_first_mirror_is_skipped_for_the_next(mirror, tmp_path):
+    # Answers 200 with an HTML page for every file, as a mirror behind a captive portal does.
+    with HttpMirror(tmp_path / "portal") as portal:
+        (tmp_path / "portal").mkdir()
+        for name in ("gentoo-latest.tar.xz", "gentoo-latest.tar.xz.md5sum", "gentoo-latest.tar.xz.gpgsig"):
+            portal.faults[f"/snapshots/{name}"] = "html"
+        upcoming = mirror.publish_next_day()
+        proc, recap = mirror.playbook(mirror_server_snapshot_mirrors=[portal.url, mirror.upstream.url])
+    assert proc.returncode == 0 and recap["changed"] > 0, explain(proc)
+    assert f"Tag: {mirror.tag_of(upcoming)}" in proc.stdout
+    assert mirror.tip_snapshot() == upcoming
+    # Ansible prints warnings on stderr.
+    assert f"skipped mirror {portal.url}: gentoo-latest.tar.xz.md5sum is not an md5sum file" in proc.stderr
+    # A non-empty list named "skipped" in the result would have made Ansible skip the report.
+    assert task_results(proc, "Report the imported snapshot") == ["ok"], explain(proc)
+
+
+def test_old_key_variable_names_still_work_and_warn(mirror):
+    old_names = {k: v for k, v in mirror.extra_vars.items()
+                 if k not in ("mirror_server_snapshot_key_path", "mirror_server_snapshot_key_controller_file")}
+    elsewhere = mirror.base / "keys" / "old-name.asc"
+    old_names["mirror_server_snapshot_key"] = str(elsewhere)
+    old_names["mirror_server_snapshot_key_src"] = mirror.extra_vars["mirror_server_snapshot_key_controller_file"]
+    params = mirror.base / "conf" / "snapshot-import.json"
+    try:
+        proc, recap = run_playbook(PLAYBOOK, old_names)
+        assert proc.returncode == 0, explain(proc)
+        assert "DEPRECATED: mirror_server_snapshot_key is an old name of mirror_server_snapshot_key_path" in proc.stdout
+        assert ("DEPRECATED: mirror_server_snapshot_key_src is an old name of "
+                "mirror_server_snapshot_key_controller_file") in proc.stdout
+        # Both were used: the controller's key file was deployed to the old-named path, and the
+        # import (and the CLI's parameters) read it from there.
+        assert elsewhere.read_bytes() == mirror.key.pubkey_path.read_bytes()
+        assert json.loads(params.read_text())["key"] == str(elsewhere)
+
+        # The new names win when both are set, and the old one is said to be ignored.
+        proc, recap = mirror.playbook(mirror_server_snapshot_key=str(elsewhere))
+        assert proc.returncode == 0, explain(proc)
+        assert "but ignored here, since mirror_server_snapshot_key_path is set too" in proc.stdout
+        assert json.loads(params.read_text())["key"] == mirror.extra_vars["mirror_server_snapshot_key_path"]
+
+        proc, recap = mirror.playbook()
+        assert proc.returncode == 0 and "DEPRECATED" not in proc.stdout, explain(proc)
+    finally:
+        mirror.playbook()
+        elsewhere.unlink(missing_ok=True)
+
+
+def test_auto_service_manager_starts_daemons_where_systemd_does_not_run(mirror):
+    # A container of a systemd distribution: the fact says systemd, but PID 1 is something else
+    # (this VM has no /run/systemd/system either). Check mode: nothing may be written to
+    # /etc/systemd/system of this machine whatever the role decides.
+    proc, recap = mirror.playbook(check=True, ansible_service_mgr="systemd")
+    assert proc.returncode == 0 and recap["changed"] == 0, explain(proc)
+    assert "systemd is not running (no /run/systemd/system" in proc.stdout
+    assert task_results(proc, "Install the git daemon unit") == []
+    assert task_results(proc, "Check that no other process holds the servers' ports") == ["ok"]
+
+
+def test_installed_packages_need_no_package_manager(mirror):
+    # Every package is installed on this machine (make deps): the package manager, its cache
+    # and the network are not needed, so they are not used.
+    proc, recap = mirror.playbook(check=True, mirror_server_install_packages=True)
+    assert proc.returncode == 0 and recap["changed"] == 0, explain(proc)
+    assert task_results(proc, "Find the packages that are installed (dpkg)") == ["ok"]
+    assert task_results(proc, "(Debian family)") == ["skipping"], explain(proc)
+
+
+def test_packages_that_cannot_be_installed_are_named(mirror):
+    before = sorted(p.name for p in mirror.base.iterdir())
+    proc, recap = mirror.playbook(mirror_server_install_packages=True,
+                                  __mirror_server_packages=["git", "gentoo-binhost-no-such-package"])
+    assert proc.returncode != 0
+    assert ("mirror_server needs gentoo-binhost-no-such-package, not installed on localhost, and "
+            "installing with the package manager failed") in proc.stdout, explain(proc)
+    assert "set mirror_server_install_packages: false" in proc.stdout
+    assert sorted(p.name for p in mirror.base.iterdir()) == before
+
+
+def test_missing_program_is_named_before_anything_is_set_up(tmp_path):
+    base = tmp_path / "mirror"
+    proc, recap = run_playbook(PLAYBOOK, {
+        "mirror_server_base_dir": str(base),
+        "mirror_server_cli_prefix": str(tmp_path / "cli"),
+        "mirror_server_install_packages": False,
+        "mirror_server_snapshot_import": False,
+        "__mirror_server_nginx_binary": str(tmp_path / "no-nginx-here"),
+    })
+    assert proc.returncode != 0
+    assert f"{tmp_path / 'no-nginx-here'} cannot be run on localhost" in proc.stdout, explain(proc)
+    assert "set mirror_server_install_packages: true" in proc.stdout
+    assert not base.exists() and not (tmp_path / "cli").exists()
+
+
+def test_base_dir_other_users_cannot_enter_fails_early(tmp_path):
+    private = Path(tempfile.mkdtemp(prefix="private-", dir="/tmp"))  # 0700, as mktemp -d makes it
+    base = private / "mirror"
+    git_port, http_port = free_port(), free_port()
+    try:
+        proc, recap = run_playbook(PLAYBOOK, {
+            "mirror_server_base_dir": str(base),
+            "mirror_server_cli_prefix": str(private / "cli"),
+            "mirror_server_install_packages": False,
+            "mirror_server_snapshot_import": False,
+            "mirror_server_git_daemon_port": git_port,
+            "mirror_server_distfiles_port": http_port,
+        })
+        assert proc.returncode != 0, explain(proc)
+        assert (f"The git daemon runs as nobody, which cannot enter {private}: every directory above "
+                f"{base}/git/gentoo.git must be searchable by it (chmod o+x {private})") in proc.stdout, explain(proc)
+        assert not base.exists() and not (private / "cli").exists()
+        assert not port_answers(git_port) and not port_answers(http_port)
+
+        # The distfiles nginx's user is checked as well, with its own directories.
+        os.chmod(private, 0o711)
+        (private / "www").mkdir(mode=0o700)
+        proc, recap = run_playbook(PLAYBOOK, {
+            "mirror_server_base_dir": str(base),
+            "mirror_server_cli_prefix": str(private / "cli"),
+            "mirror_server_distfiles_dir": str(private / "www" / "distfiles"),
+            "mirror_server_install_packages": False,
+            "mirror_server_snapshot_import": False,
+            "mirror_server_git_daemon_port": git_port,
+            "mirror_server_distfiles_port": http_port,
+        })
+        assert proc.returncode != 0, explain(proc)
+        assert f"The distfiles nginx runs as www-data, which cannot enter {private / 'www'}" in proc.stdout, explain(proc)
+        assert not base.exists()
+    finally:
+        terminate({(pid, SERVERS[path.name]) for path, pid in running_servers(base / "run").items()})
+        shutil.rmtree(private, ignore_errors=True)

@@ -201,6 +201,154 @@ def test_next_mirror_is_tried_when_one_fails(tmp_path, mirror, http_mirror):
     assert result["url"].startswith(server.url)
 
 
+# -- broken mirrors: skipped for the next, never the end of the run -------------------------------
+LATEST = "/snapshots/gentoo-latest.tar.xz"
+
+
+def _bad_latest(tmp_path, key, tree=None, members=None):
+    """A second mirror directory whose latest snapshot is ``tree`` (+ raw ``members``), signed
+    with the real key: it passes every check that does not look inside the tarball."""
+    bad = tmp_path / "bad"
+    write_snapshot(bad, DAYS[2], tree, key, members=members, latest=True)
+    return bad
+
+
+def _html_md5sum(tmp_path, key, server):
+    server.faults[LATEST + ".md5sum"] = "html"
+
+
+def _empty_md5sum(tmp_path, key, server):
+    server.faults[LATEST + ".md5sum"] = "empty"
+
+
+def _truncated_md5sum(tmp_path, key, server):
+    md5sum = tmp_path / "bad" / "snapshots" / "gentoo-latest.tar.xz.md5sum"
+    md5sum.write_text(md5sum.read_text()[:14])
+
+
+def _corrupt_tarball(tmp_path, key, server):
+    tarball = tmp_path / "bad" / "snapshots" / "gentoo-latest.tar.xz"
+    data = bytearray(tarball.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 64):
+        data[i] ^= 0xFF
+    tarball.write_bytes(bytes(data))
+
+
+def _timestamp(text):
+    def make(tmp_path, key, server):
+        top = "gentoo-%s" % DAYS[2]
+        _bad_latest(tmp_path, key, members=[
+            tar_member(top + "/profiles/repo_name", b"gentoo\n"),
+            tar_member(top + "/metadata/timestamp.x", text),
+        ])
+    return make
+
+
+def _no_timestamp(tmp_path, key, server):
+    _bad_latest(tmp_path, key, members=[tar_member("gentoo-%s/profiles/repo_name" % DAYS[2], b"gentoo\n")])
+
+
+def _stale(tmp_path, key, server):
+    # Yesterday's snapshot, older than the tip: a mirror that has not synchronised for days.
+    write_snapshot(tmp_path / "bad", DAYS[0], small_tree(0), key, latest=True)
+
+
+def _hostile_member(tmp_path, key, server):
+    _bad_latest(tmp_path, key, small_tree(2), members=[tar_member("gentoo-%s/../evil" % DAYS[2], b"x")])
+
+
+BROKEN_MIRRORS = {
+    "html page as md5sum": (_html_md5sum, "is not an md5sum file", {}),
+    "empty md5sum": (_empty_md5sum, "is not an md5sum file", {}),
+    "truncated md5sum": (_truncated_md5sum, "is not an md5sum file", {}),
+    "corrupt tarball, unverified": (_corrupt_tarball, "cannot decompress", {"verify": False}),
+    "unreadable timestamp": (_timestamp(b"yesterday-ish\n"), "does not start with a unix time", {}),
+    "empty timestamp": (_timestamp(b""), "does not start with a unix time", {}),
+    "no timestamp": (_no_timestamp, "no metadata/timestamp.x", {}),
+    "stale mirror": (_stale, "older", {}),
+    "hostile member": (_hostile_member, "'..'", {}),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_MIRRORS))
+def test_broken_mirror_is_skipped_for_the_next(tmp_path, mirror, http_mirror, case):
+    server, snaps, key = mirror
+    break_it, reason, extra = BROKEN_MIRRORS[case]
+    import_snapshot(params(tmp_path, server, key, date=DAYS[1]))
+    write_snapshot(tmp_path / "bad", DAYS[2], small_tree(2), key, latest=True)
+    bad = http_mirror(tmp_path / "bad")
+    break_it(tmp_path, key, bad)
+
+    result = import_snapshot(params(tmp_path, server, key, mirrors=[bad.url, server.url], **extra))
+
+    assert result["changed"] is True and result["tag"] == iso(DAYS[2])
+    assert result["url"] == server.url + LATEST
+    assert [s["mirror"] for s in result["skipped_mirrors"]] == [bad.url]
+    assert reason in result["skipped_mirrors"][0]["reason"]
+    assert any(bad.url in w and reason in w for w in result["warnings"]), result["warnings"]
+    assert checkout(tmp_path / "gentoo.git", "master", tmp_path / "co") == snaps[DAYS[2]].tree
+    assert not any((tmp_path / "gentoo.git" / STAGING_DIR).iterdir())
+
+
+def test_mirror_serving_another_day_under_the_asked_name_is_skipped(tmp_path, mirror, http_mirror):
+    server, snaps, key = mirror
+    import_snapshot(params(tmp_path, server, key, date=DAYS[1]))
+    # Day 0's genuine, signed tarball published as day 2's: the signature covers the bytes,
+    # not the name, so only its timestamp.x shows that this is not the day asked for.
+    bad_dir = tmp_path / "bad" / "snapshots"
+    bad_dir.mkdir(parents=True)
+    for suffix in ("", ".md5sum", ".gpgsig"):
+        (bad_dir / ("gentoo-%s.tar.xz%s" % (DAYS[2], suffix))).write_bytes(
+            Path(str(snaps[DAYS[0]].tarball) + suffix).read_bytes())
+    bad = http_mirror(tmp_path / "bad")
+
+    result = import_snapshot(params(tmp_path, server, key, date=DAYS[2], mirrors=[bad.url, server.url]))
+
+    assert result["tag"] == iso(DAYS[2]) and result["url"].startswith(server.url)
+    assert "older" in result["skipped_mirrors"][0]["reason"]
+
+
+def test_all_mirrors_broken_lists_each_mirror_and_changes_nothing(tmp_path, mirror, http_mirror):
+    server, _snaps, key = mirror
+    import_snapshot(params(tmp_path, server, key, date=DAYS[1]))
+    state = repo_state(tmp_path / "gentoo.git")
+    write_snapshot(tmp_path / "bad", DAYS[2], small_tree(2), key, latest=True)
+    html = http_mirror(tmp_path / "bad")
+    html.faults[LATEST + ".md5sum"] = "html"
+    hostile = http_mirror(tmp_path / "hostile")
+    write_snapshot(tmp_path / "hostile", DAYS[2], small_tree(2), key, latest=True,
+                   members=[tar_member("/etc/evil", b"x")])
+    server.faults[LATEST] = 404
+
+    with pytest.raises(SnapshotError) as err:
+        import_snapshot(params(tmp_path, server, key, mirrors=[html.url, hostile.url, server.url]))
+
+    message = str(err.value)
+    assert message.startswith("no mirror gave a usable snapshot")
+    reasons = message.split("; ")
+    assert len(reasons) == 3, message
+    for part, (url, why) in zip(reasons, ((html.url, "is not an md5sum file"),
+                                          (hostile.url, "absolute path"),
+                                          (server.url, "HTTP 404"))):
+        assert url in part and why in part, message
+    assert repo_state(tmp_path / "gentoo.git") == state
+    assert not any((tmp_path / "gentoo.git" / STAGING_DIR).iterdir())
+
+
+def test_older_snapshot_of_the_day_asked_for_stops_at_the_first_mirror(tmp_path, mirror, http_mirror):
+    server, _snaps, key = mirror
+    import_snapshot(params(tmp_path, server, key, date=DAYS[2]))
+    state = repo_state(tmp_path / "gentoo.git")
+    # Every mirror has this same day's snapshot: asking each of them gives the same answer.
+    other = http_mirror(tmp_path / "upstream")
+    with pytest.raises(SnapshotError) as err:
+        import_snapshot(params(tmp_path, server, key, date=DAYS[1], mirrors=[server.url, other.url]))
+    assert "older" in str(err.value) and "allow_older" in str(err.value)
+    assert not str(err.value).startswith("no mirror")
+    assert other.requests == []
+    assert repo_state(tmp_path / "gentoo.git") == state
+
+
 def test_local_src_with_companions(tmp_path, mirror):
     _server, snaps, key = mirror
     result = import_snapshot({
