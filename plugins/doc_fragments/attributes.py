@@ -20,3 +20,18 @@ attributes:
   idempotent:
     description: When run twice in a row with the same arguments, the second run reports no change.
 """
+
+    # Read-only *_info modules: they change nothing, so check mode is their normal mode.
+    INFO_MODULE = r"""
+options: {}
+attributes:
+  check_mode:
+    support: full
+    details: This action does not modify state.
+  diff_mode:
+    support: N/A
+    details: This action does not modify state.
+  idempotent:
+    support: full
+    details: This action does not modify state.
+"""

@@ -42,6 +42,7 @@ import lzma
 import os
 import re
 import shutil
+import struct
 import tarfile
 import tempfile
 
@@ -56,6 +57,8 @@ GENERATIONS = "generations"
 CURRENT = "current"
 PARTIAL_PREFIX = ".partial-"
 MANIFEST = "manifest.json"
+# The build record a build host writes beside the packages of one build (see _build_record).
+RECORD = "build.json"
 INDEX_HTML = "index.html"
 MANIFEST_FORMAT = 1
 GENERATION_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$")
@@ -201,9 +204,9 @@ def validate_pkgdir(root, known=None):
     return header, entries, text
 
 
-def gpkg_repo_revisions(path):
-    """``metadata/REPO_REVISIONS`` from inside a gpkg (``<name>/metadata.tar[.zst|.xz|...]``),
-    ``{}`` when the package has none; None when ``path`` is not a gpkg."""
+def _gpkg_metadata(path):
+    """The uncompressed ``metadata.tar`` of a gpkg (``<name>/metadata.tar[.zst|.xz|...]``, the
+    part a signed gpkg carries a signature for), or None when ``path`` is not a gpkg."""
     try:
         with tarfile.open(path, "r:") as outer:
             member = next((m for m in outer.getmembers()
@@ -228,44 +231,145 @@ def gpkg_repo_revisions(path):
         data = packed
     else:
         raise PublishError("%s: metadata compressed as %s, which this module cannot read" % (path, suffix))
+    return data
+
+
+def _gpkg_repo_revisions(path):
+    data = _gpkg_metadata(path)
+    if data is None:
+        return None
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as inner:
         for m in inner.getmembers():
             if m.isfile() and m.name.endswith("metadata/REPO_REVISIONS"):
-                try:
-                    value = json.loads(inner.extractfile(m).read().decode("utf-8") or "{}")
-                except ValueError:
-                    raise PublishError("%s: unreadable REPO_REVISIONS" % path)
-                return value if isinstance(value, dict) else {}
+                return _parse_revisions(inner.extractfile(m).read(), path)
     return {}
 
 
-def resolve_revisions(root, entries, reuse=None):
-    """instance key → the repositories' revisions each package was built from: the index's
-    ``REPO_REVISIONS`` when it lists them (Portage leaves them out of some entries), else the
-    package file's own metadata; ``reuse`` (path → (inode, revisions)) skips files that are
-    the very inode already read for the previous generation."""
+def _xpak_repo_revisions(path):
+    """``REPO_REVISIONS`` from the xpak segment Portage appends to a ``.tbz2``/``.xpak``
+    package (… XPAKPACK, index and data lengths, index of name/offset/length, data, XPAKSTOP,
+    the segment's length, STOP); None when the file has no readable segment."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            if size < 8 + 24:
+                return None
+            handle.seek(size - 8)
+            tail = handle.read(8)
+            length = struct.unpack(">I", tail[:4])[0]
+            if tail[4:] != b"STOP" or length < 24 or length > size - 8:
+                return None
+            handle.seek(size - 8 - length)
+            segment = handle.read(length)
+    except (IOError, OSError):
+        return None
+    if segment[:8] != b"XPAKPACK" or segment[-8:] != b"XPAKSTOP":
+        return None
+    index_len, data_len = struct.unpack(">II", segment[8:16])
+    index, data = segment[16:16 + index_len], segment[16 + index_len:16 + index_len + data_len]
+    if 16 + index_len + data_len + 8 != length:
+        return None
+    pos = 0
+    while pos + 4 <= len(index):
+        name_len = struct.unpack(">I", index[pos:pos + 4])[0]
+        name = index[pos + 4:pos + 4 + name_len]
+        offset, value_len = struct.unpack(">II", index[pos + 4 + name_len:pos + 12 + name_len])
+        pos += 12 + name_len
+        if name == b"REPO_REVISIONS":
+            return _parse_revisions(data[offset:offset + value_len], path)
+    return {}
+
+
+def _parse_revisions(raw, path):
+    try:
+        value = json.loads(raw.decode("utf-8") or "{}")
+    except ValueError:
+        raise PublishError("%s: unreadable REPO_REVISIONS" % path)
+    return value if isinstance(value, dict) else {}
+
+
+def package_revisions(path):
+    """``REPO_REVISIONS`` a package file records itself (Portage writes the git HEAD of every
+    repository its ebuild and eclasses came from): from a gpkg's metadata, or from the xpak
+    segment of a ``.tbz2``/``.xpak``. ``{}`` when the package records none; None when
+    ``path`` is neither format."""
+    found = _gpkg_repo_revisions(path)
+    return found if found is not None else _xpak_repo_revisions(path)
+
+
+def _short(revisions):
+    return ", ".join("::%s %s" % (repo, str(commit)[:12]) for repo, commit in sorted(revisions.items())) or "none"
+
+
+def _bound_by_record(entry, record_packages):
+    """The revisions a build record binds this very package file to, or None. A binding holds
+    only when the record names the same path with the same size and checksums that the
+    index lists (and that validate_pkgdir has checked against the file)."""
+    bound = record_packages.get(entry_path(entry))
+    if not bound:
+        return None
+    digests = bound.get("digests") or {}
+    shared = [key for key, _name in DIGESTS if key in digests and key in entry]
+    if not shared or any(digests[key].lower() != entry[key].lower() for key in shared):
+        return None
+    if "SIZE" in entry and str(bound.get("size")) != entry["SIZE"]:
+        return None
+    revisions = bound.get("repo_revisions")
+    return revisions if isinstance(revisions, dict) and revisions else None
+
+
+def resolve_revisions(root, entries, reuse=None, record=None, sources=None):
+    """instance key → the repositories' revisions each package was built from.
+
+    The package file's own ``REPO_REVISIONS`` decide, never the index: the index is not
+    signed and is rewritten freely, so an index entry that claims other revisions than its
+    package file records is refused. A package that records none (its build root had no
+    git, so Portage could not ask the repositories their HEAD) takes the revisions a build
+    ``record`` (the build host's ``build.json``) binds to that very file, if any. ``reuse``
+    (path → (inode, revisions)) skips files that are the very inode already read for the
+    previous generation. ``sources``, a dict, is filled with instance key → ``package`` or
+    ``build record``: where the revisions came from."""
     out = {}
+    disagree = []
+    record_packages = dict((p.get("path"), p) for p in (record or {}).get("packages") or [] if isinstance(p, dict))
     for entry in entries:
         key = instance_key(entry)
-        if entry.get("REPO_REVISIONS"):
-            try:
-                out[key] = json.loads(entry["REPO_REVISIONS"])
-            except ValueError:
-                out[key] = None
-            continue
         rel = entry_path(entry)
         path = os.path.join(root, rel)
         known = (reuse or {}).get(rel)
-        if known is not None and known[0] == os.stat(path).st_ino:
-            out[key] = known[1]
+        if known is not None and known[0] == os.stat(path).st_ino and isinstance(known[1], dict):
+            own = known[1]
         else:
-            out[key] = gpkg_repo_revisions(path)
+            own = package_revisions(path)
+        if entry.get("REPO_REVISIONS"):
+            try:
+                claimed = json.loads(entry["REPO_REVISIONS"])
+            except ValueError:
+                claimed = None
+            if not isinstance(claimed, dict):
+                disagree.append("%s: the index's REPO_REVISIONS cannot be read" % key)
+            elif own is not None and claimed != own:
+                # Portage without git writes "{}" in both: that is agreement, on nothing.
+                disagree.append("%s: the index says %s, the package records %s" % (key, _short(claimed), _short(own)))
+        source = "package"
+        if own == {}:
+            bound = _bound_by_record(entry, record_packages)
+            if bound:
+                own, source = bound, "build record"
+        out[key] = own
+        if sources is not None:
+            sources[key] = source
+    if disagree:
+        shown = disagree[:20] + (["... and %d more" % (len(disagree) - 20)] if len(disagree) > 20 else [])
+        raise PublishError("the Packages index and the package files disagree on what the packages were built "
+                           "from: %s" % "; ".join(shown))
     return out
 
 
 def check_revisions(entries, revisions, expected):
     """Every package of a repository in ``expected`` (name → commit) must have been built
-    from that commit, as Portage's ``REPO_REVISIONS`` of the package records."""
+    from that commit, as the package's ``REPO_REVISIONS`` (or its build record) says."""
     if not expected:
         return
     wrong = []
@@ -273,11 +377,12 @@ def check_revisions(entries, revisions, expected):
         key = instance_key(entry)
         found = revisions.get(key)
         if not isinstance(found, dict):
-            wrong.append("%s: its revisions cannot be read (not a gpkg, or no REPO_REVISIONS)" % key)
+            wrong.append("%s: its revisions cannot be read (not a gpkg or xpak package)" % key)
             continue
         own = entry.get("REPO")
         if own in expected and own not in found:
-            wrong.append("%s: no revision of ::%s recorded (was git installed in the build root?)" % (key, own))
+            wrong.append("%s: no revision of ::%s recorded, neither in the package nor by a build record of "
+                         "the build host" % (key, own))
             continue
         for repo, commit in sorted(found.items()):
             if repo in expected and commit != expected[repo]:
@@ -287,7 +392,7 @@ def check_revisions(entries, revisions, expected):
         raise PublishError("packages built from another tree than the pinned one: %s" % "; ".join(shown))
 
 
-def package_list(entries, revisions=None):
+def package_list(entries, revisions=None, sources=None):
     """The manifest's view of the packages, sorted."""
     out = []
     for entry in entries:
@@ -301,6 +406,8 @@ def package_list(entries, revisions=None):
             "size": int(entry["SIZE"]) if entry.get("SIZE", "").isdigit() else None,
             "repo_revisions": (revisions or {}).get(instance_key(entry)),
         }
+        if sources and sources.get(instance_key(entry)):
+            item["revisions_from"] = sources[instance_key(entry)]
         for key, _name in DIGESTS:
             if key in entry:
                 item[key.lower()] = entry[key]
@@ -451,9 +558,41 @@ def _fetch_index(src, work):
         return handle.read()
 
 
-def content_id(index_bytes, provenance, base_url=None):
+def _fetch_record(src, work):
+    """The source's build record (``build.json``, written by the build host next to the
+    packages it binds), or None when it has none."""
+    if _is_local(src):
+        path = os.path.join(src, RECORD)
+        if not os.path.lexists(path):
+            return None
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read()
+        except (IOError, OSError) as exc:
+            raise PublishError("cannot read the build record %s: %s" % (path, exc.strerror or exc))
+    else:
+        target = os.path.join(work, RECORD)
+        rc, _out, err = run([find_program("rsync"), "-a", src.rstrip("/") + "/" + RECORD, target], check=False)
+        if rc != 0:
+            if b"No such file" in err:
+                return None
+            raise PublishError("cannot fetch the build record of %s: %s" % (src, err.decode("utf-8", "replace").strip()))
+        with open(target, "rb") as handle:
+            raw = handle.read()
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
+        raise PublishError("the build record %s/%s is not valid JSON: %s" % (src.rstrip("/"), RECORD, exc))
+    if not isinstance(record, dict) or not isinstance(record.get("packages", []), list):
+        raise PublishError("the build record %s/%s is not a build record (no package list)" % (src.rstrip("/"), RECORD))
+    return record
+
+
+def content_id(index_bytes, provenance, base_url=None, record=None):
     digest = hashlib.sha256(index_bytes)
     digest.update(json.dumps(provenance or {}, sort_keys=True).encode("utf-8"))
+    if record:  # another binding of the same files is another publication
+        digest.update(json.dumps(record.get("packages"), sort_keys=True).encode("utf-8"))
     if base_url:  # the published index carries it: another base_url is another publication
         digest.update(b"\0URI " + base_url.rstrip("/").encode("utf-8"))
     return digest.hexdigest()
@@ -595,7 +734,8 @@ def _previous_files(stack, generation, manifest):
             continue
         known[item["path"]] = (inode, dict((key.lower(), item.get(key.lower())) for key, _n in DIGESTS
                                            if item.get(key.lower())))
-        reuse[item["path"]] = (inode, item.get("repo_revisions"))
+        if item.get("revisions_from", "package") == "package":
+            reuse[item["path"]] = (inode, item.get("repo_revisions"))
     return known, reuse
 
 
@@ -619,8 +759,10 @@ def publish(params, check_mode=False, now=None):
     work = tempfile.mkdtemp(prefix="gbh-publish-")
     try:
         index = _fetch_index(src, work)
+        record = _fetch_record(src, work)
         prev_manifest = stack.manifest(previous) if previous else None
-        if prev_manifest and prev_manifest.get("content_id") == content_id(index, provenance, params.get("base_url")):
+        if prev_manifest and prev_manifest.get("content_id") == content_id(index, provenance, params.get("base_url"),
+                                                                           record):
             # Already published; but a pin that moved meanwhile must still be honoured.
             served = prev_manifest.get("packages") or []
             check_revisions([{"CPV": p["cpv"], "BUILD_ID": p.get("build_id") or "0", "REPO": p.get("repo")}
@@ -635,7 +777,7 @@ def publish(params, check_mode=False, now=None):
             return result
         _header, entries = parse_packages(index.decode("utf-8", "replace"))
         if check_mode and _is_local(src):  # otherwise checked on the copy, before it is served
-            check_revisions(entries, resolve_revisions(src, entries), expected)
+            check_revisions(entries, resolve_revisions(src, entries, record=record), expected)
         result["changes"] = compare((prev_manifest or {}).get("packages"), package_list(entries))
         result["changed"] = True
         result["packages"] = len(entries)
@@ -657,13 +799,17 @@ def publish(params, check_mode=False, now=None):
         partial = os.path.join(stack.generations, PARTIAL_PREFIX + generation)
         os.mkdir(partial, 0o755)
         try:
-            transfer = _rsync(src, partial, link_dest=stack.path(previous) if previous else None)
+            # The build record is read from the source above and binds files by checksum; it
+            # is provenance of the build host, not something clients fetch.
+            transfer = _rsync(src, partial, link_dest=stack.path(previous) if previous else None,
+                              extra=["--exclude", "/" + RECORD])
             # The copy is what gets published: validate and check *it*, not the source.
             _header, entries, text = validate_pkgdir(partial, known)
-            revisions = resolve_revisions(partial, entries, reuse)
+            sources = {}
+            revisions = resolve_revisions(partial, entries, reuse, record=record, sources=sources)
             check_revisions(entries, revisions, expected)
             with open(os.path.join(partial, "Packages"), "rb") as handle:
-                ident = content_id(handle.read(), provenance, params.get("base_url"))
+                ident = content_id(handle.read(), provenance, params.get("base_url"), record)
             base_url = params.get("base_url")
             if base_url:
                 text = set_header_uri(text, "%s/%s/%s" % (base_url.rstrip("/"), GENERATIONS, generation))
@@ -672,7 +818,7 @@ def publish(params, check_mode=False, now=None):
                 if os.path.exists(os.path.join(partial, "Packages.gz")):
                     write_file_atomic(os.path.join(partial, "Packages.gz"),
                                       gzip.compress(text.encode("utf-8"), mtime=0), 0o644)
-            packages = package_list(entries, revisions)
+            packages = package_list(entries, revisions, sources)
             changes = compare((prev_manifest or {}).get("packages"), packages)
             manifest = {
                 "format": MANIFEST_FORMAT,

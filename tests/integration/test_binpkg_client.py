@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
+import os
 import re
 import shutil
 import stat
@@ -27,13 +29,22 @@ import pytest
 from ansible_run import run_module, run_playbook, tree_snapshot as tree
 from binpkg_signing import SIGNING_AGENT_STOP, install_host_gnupg, prepare_signing_home, signing_make_conf
 from httpmirror import HttpMirror
-from teststage import StageError, build_stage, extract_stage, in_chroot
+from snapmirror import make_signing_key
+from teststage import RELEASE_UID, StageError, build_stage, extract_stage, in_chroot, write_digests
 
 MODULE = "gentoo_binhost.infra.portage_binrepos_conf"
 PLAYBOOK = "playbooks/binpkg_client.yml"
 HELLO = "app-misc/hello/hello-1-1.gpkg.tar"
 BUILD = "emerge --color=n --quiet-build=y --oneshot --buildpkgonly dev-libs/libfoo app-misc/hello"
 INSTALL = "emerge --color=n --getbinpkgonly --oneshot app-misc/hello"
+UNMERGE_HELLO = "emerge --color=n --unmerge app-misc/hello && test ! -e /usr/bin/hello"
+GENTOO_BINREPOS = "etc/portage/binrepos.conf/gentoobinhost.conf"
+# What catalyst puts into Gentoo's stages; no network here, so a client left with it would fail.
+GENTOO_BINREPOS_TEXT = (
+    "# These settings were set by the catalyst build script that automatically\n"
+    "# built this stage.\n# Please consider using a local mirror.\n\n"
+    "[gentoobinhost]\npriority = 1\n"
+    "sync-uri = https://distfiles.gentoo.org/releases/amd64/binpackages/23.0/x86-64\n")
 
 
 
@@ -158,6 +169,42 @@ def test_role_refuses_bad_input_and_writes_nothing(fake_root, signing_key, varia
     assert tree(root) == before
 
 
+def test_role_refuses_a_stage_over_a_root_it_did_not_unpack(fake_root):
+    base, root = fake_root
+    stage = build_stage()
+    variables = {"binpkg_client_root": str(root),
+                 "binpkg_client_stage": {"src": str(stage.tarball), "key": str(stage.pubkey),
+                                         "fingerprint": stage.fingerprint}}
+    before, beside = tree(root), sorted(p.name for p in base.iterdir())
+    proc, recap = run_client(base, variables)
+    assert proc.returncode != 0 and recap["localhost"]["failed"] == 1, proc.stdout[-3000:]
+    assert "%s is not empty and was not unpacked by this module" % root in proc.stdout, proc.stdout[-3000:]
+    assert tree(root) == before and sorted(p.name for p in base.iterdir()) == beside
+
+
+@pytest.mark.parametrize("root", ["/", "//", "/tmp/.."])
+def test_role_refuses_to_unpack_a_stage_onto_the_running_system(tmp_path, root):
+    stage = build_stage()
+    write_inventory(tmp_path)
+    variables = {"binpkg_client_root": root,
+                 "binpkg_client_stage": {"src": str(stage.tarball), "key": str(stage.pubkey),
+                                         "fingerprint": stage.fingerprint},
+                 "binpkg_client_repos": [{"name": "binhost", "sync_uri": "http://127.0.0.1:9/x"}]}
+    watched = [Path("/etc/portage"), Path("/var/lib/gentoo-binhost")]
+
+    def host_state():
+        return sorted(os.listdir("/")), {str(p): (p.exists() and tree(p)) for p in watched}
+
+    before = host_state()
+    for check in (True, False):
+        proc, recap = run_client(tmp_path, variables, check=check)
+        assert proc.returncode != 0 and recap["localhost"]["failed"] == 1, proc.stdout[-3000:]
+        assert ("binpkg_client_stage is set and binpkg_client_root is %s: a stage is never unpacked onto "
+                "the running system" % root) in proc.stdout, proc.stdout[-3000:]
+        assert "Unpack the stage into the client root" not in proc.stdout, proc.stdout[-3000:]
+        assert host_state() == before
+
+
 # --------------------------------------------------------------------------- end to end
 
 
@@ -209,12 +256,15 @@ def run_client(base: Path, extra_vars: dict, check: bool = False):
     return run_playbook(PLAYBOOK, extra_vars, check=check, env={"ANSIBLE_INVENTORY": str(base / "inventory.yml")})
 
 
-def four_passes(base: Path, extra_vars: dict) -> dict:
+def four_passes(base: Path, extra_vars: dict, after_check=None) -> dict:
+    """check, apply, apply, check; ``after_check()`` runs right after the first check pass."""
     passes = {}
     for name, check in (("check", True), ("apply", False), ("again", False), ("recheck", True)):
         proc, recap = run_client(base, extra_vars, check=check)
         assert proc.returncode == 0 and recap["localhost"]["failed"] == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
         passes[name] = recap["localhost"]
+        if name == "check" and after_check is not None:
+            after_check()
     assert passes["check"]["changed"] > 0 and passes["apply"]["changed"] > 0, passes
     assert passes["again"]["changed"] == 0 and passes["recheck"]["changed"] == 0, passes
     return passes
@@ -266,10 +316,61 @@ def binhost():
         assert left == [], "mounts left behind: %s" % left
 
 
+def tar_member(name: str, data: bytes | None = None, mode: int = 0o644) -> bytes:
+    """One tar member (header and padded data), without the end-of-archive blocks."""
+    info = tarfile.TarInfo(name)
+    info.mode, info.mtime = mode, 1795000000
+    if data is None:
+        info.type, data = tarfile.DIRTYPE, b""
+    info.size = len(data)
+    return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape") + data + b"\0" * (-len(data) % 512)
+
+
+@pytest.fixture(scope="module")
+def gentoo_like_stage(binhost):
+    """The test stage with Gentoo's ``binrepos.conf/gentoobinhost.conf`` added, signed anew.
+
+    The test stage has no binrepos.conf. Recompressing its 256 MB of tar took 17 s here; an xz
+    file may hold several streams that decompress as one, so the two new members go into a
+    small stream (no end-of-archive blocks) put before the stage's own, unchanged stream:
+    ``xz -dc`` gives one tar archive that starts with them. Its DIGESTS (clearsigned) and
+    detached signature are made with a throwaway key whose public half the role is given.
+    """
+    stage = binhost["stage"]
+    out = binhost["base"] / "gentoo-like-stage"
+    out.mkdir()
+    tarball = out / stage.tarball.name
+    members = (tar_member("./etc/portage/binrepos.conf/", mode=0o755)
+               + tar_member("./" + GENTOO_BINREPOS, GENTOO_BINREPOS_TEXT.encode()))
+    head = subprocess.run(["xz", "-c"], input=members, capture_output=True, check=True).stdout
+    with open(tarball, "wb") as dest, open(stage.tarball, "rb") as src:
+        dest.write(head)
+        shutil.copyfileobj(src, dest, 1 << 20)
+    with lzma.open(tarball) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
+        dirs = []
+        for member in tar:
+            if member.isfile():
+                text = tar.extractfile(member).read().decode()
+                break
+            dirs.append(member.name)
+    assert (dirs, member.name, text) == (["./etc/portage/binrepos.conf"], "./" + GENTOO_BINREPOS, GENTOO_BINREPOS_TEXT)
+    digests = write_digests(tarball)
+    with make_signing_key(uid=RELEASE_UID) as key:
+        subprocess.run(["gpg", "--homedir", str(key.gnupghome), "--batch", "--yes", "--local-user",
+                        key.fingerprint + "!", "--clearsign", "--output", str(digests) + ".signed",
+                        str(digests)], capture_output=True, check=True)
+        os.replace(str(digests) + ".signed", digests)
+        key.sign(tarball, tarball.with_name(tarball.name + ".asc"))
+        pubkey = shutil.copyfile(key.pubkey_path, out / "signing-key.asc")
+        fingerprint = key.fingerprint
+    return {"stage": {"src": str(tarball), "key": str(pubkey), "fingerprint": fingerprint},
+            "sha512": hashlib.sha512(tarball.read_bytes()).hexdigest()}
+
+
 def new_client(binhost, name: str) -> Path:
     client = extract_stage(binhost["stage"].tarball, binhost["base"] / name)
     # Start from a client that does not have hello: what emerge installs then comes from the binhost.
-    in_chroot(client, "emerge --color=n --unmerge app-misc/hello && test ! -e /usr/bin/hello")
+    in_chroot(client, UNMERGE_HELLO)
     return client
 
 
@@ -366,4 +467,38 @@ def test_signed_binhost_tampered_unsigned_and_untrusted(binhost):
     (plain / "trustdb.gpg").chmod(0o644)
     err = refused(client, "BINPKG_GPG_VERIFY_GPG_HOME=/etc/portage/gnupg-imported-only " + INSTALL)
     assert "binpkg signed with a known key of undefined trust" in err, err[-3000:]
+    assert mounts_below(client) == []
+
+
+def test_role_unpacks_a_stage_and_keeps_only_the_configured_binhost(binhost, gentoo_like_stage):
+    """binpkg_client_stage: a fresh root unpacked from a verified stage that ships Gentoo's
+    binrepos.conf entry; afterwards only the configured (signed) binhost is left, and real
+    emerge installs from it with Portage's signature verification on."""
+    client = binhost["base"] / "client-from-stage"
+    url, key = binhost["urls"]["signed"], binhost["key"]
+    stage = gentoo_like_stage["stage"]
+    variables = {"binpkg_client_root": str(client), "binpkg_client_stage": stage,
+                 "binpkg_client_verify_key": str(key.pubkey_path),
+                 "binpkg_client_repos": [{"name": "binhost", "sync_uri": url}]}
+
+    def nothing_unpacked_by_check_mode():
+        assert not client.exists()
+        assert sorted(p.name for p in binhost["base"].iterdir() if p.name.startswith(".client-from-stage")) == []
+
+    four_passes(binhost["base"], variables, after_check=nothing_unpacked_by_check_mode)
+    marker = json.loads((client / "var/lib/gentoo-binhost/stage.json").read_text())
+    assert marker["stage"] == Path(stage["src"]).name and marker["sha512"] == gentoo_like_stage["sha512"]
+    assert marker["signed_by"] == stage["fingerprint"]
+    assert (client / "usr/bin/emerge").exists() and (client / "var/db/pkg/app-misc/hello-1").is_dir()
+    assert not (client / GENTOO_BINREPOS).exists()
+    assert sorted(os.listdir(client / "etc/portage/binrepos.conf")) == ["binhost.conf"]
+    assert (client / "etc/portage/binrepos.conf/binhost.conf").read_text() == (
+        "[binhost]\nsync-uri = %s\nverify-signature = true\n" % url)
+    subprocess.run(["gpgconf", "--homedir", str(client / "etc/portage/gnupg"), "--kill", "gpg-agent"], check=False)
+
+    in_chroot(client, UNMERGE_HELLO)
+    seen = len(binhost["server"].requests)
+    in_chroot(client, INSTALL)
+    assert "/signed/" + HELLO in binhost["server"].requests[seen:]
+    assert_installed_from(client, binhost["dirs"]["signed"], "binhost")
     assert mounts_below(client) == []

@@ -80,6 +80,11 @@ class Binhost:
     def pkgdir(self) -> Path:
         return self.root / "chroots" / STACK / "var/cache/binpkgs"
 
+    def last_build(self, name: str = STACK) -> Path:
+        """The directory of the chroot's last recorded build (what the server publishes)."""
+        records = self.root / "builds" / name
+        return records / os.readlink(records / "last")
+
     def current(self) -> str:
         return os.readlink(self.stack / "current").split("/")[-1]
 
@@ -234,8 +239,9 @@ def test_one_rebuilt_package_is_all_that_crosses_the_wire(binhost):
     manifest = binhost.manifest()
     assert manifest["changes"] == {"added": [], "removed": [], "rebuilt": ["app-misc/hello-1"]}
     newest = max((binhost.pkgdir / "app-misc/hello").glob("hello-1-*.gpkg.tar"), key=lambda p: p.stat().st_mtime)
-    index_files = [binhost.pkgdir / "Packages"] + ([binhost.pkgdir / "Packages.gz"]
-                                                   if (binhost.pkgdir / "Packages.gz").exists() else [])
+    build = binhost.last_build()  # what was published: the build's own directory
+    assert (build / newest.relative_to(binhost.pkgdir)).stat().st_ino == newest.stat().st_ino
+    index_files = [build / "Packages"] + ([build / "Packages.gz"] if (build / "Packages.gz").exists() else [])
     expected = newest.stat().st_size + sum(p.stat().st_size for p in index_files)
     assert manifest["transfer"]["files"] == 1 + len(index_files), manifest["transfer"]
     assert manifest["transfer"]["bytes"] == expected, manifest["transfer"]
@@ -469,3 +475,163 @@ def test_signed_build_is_verified_by_the_client(binhost, tmp_path):
     assert "Emerging binary" in out, out[-3000:]
     fetched = list((client / "var/cache/binhost/signed").rglob("hello-*.gpkg.tar"))
     assert [p.name for p in fetched] == [gpkg.name]
+
+
+def tag_commit(binhost, tag: str) -> str:
+    return subprocess.run(["git", "--git-dir", str(binhost.mirror.bare_repo), "rev-parse", f"{tag}^{{commit}}"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def ensure_newer_tag(binhost) -> str:
+    """The mirror also has 2025-01-07 (hello-2 added); its commit."""
+    binhost.mirror.publish("20250107", stage_repo_tree(1))
+    proc, _ = binhost.mirror.mirror_playbook()
+    assert proc.returncode == 0, explain(proc)
+    return tag_commit(binhost, "2025-01-07")
+
+
+def cp_of(cpv: str) -> str:
+    return re.sub(r"-[0-9][^/]*$", "", cpv)
+
+
+def test_the_server_alone_publishes_the_last_recorded_build(binhost):
+    """Build in one ansible-playbook run, publish in another: the server reads what the build
+    host recorded."""
+    entry = {**binhost.build_vars["build_host_chroots"][0], "name": "later",
+             "emerge_args": ["--oneshot", "app-misc/hello"]}
+    proc, recap = run_build({**binhost.build_vars, "build_host_chroots": [entry]})
+    assert proc.returncode == 0 and recap["failed"] == 0, explain(proc)
+    assert not (binhost.root / "binpkgs/later").exists(), "nothing is published by the build alone"
+    build = binhost.last_build("later")
+    proc, recap = binhost.server_playbook(build_host_chroots=[entry], build_host_builds_dir=str(binhost.root / "builds"))
+    assert proc.returncode == 0 and recap["changed"] >= 1, explain(proc)
+    stack = binhost.root / "binpkgs/later"
+    generation = os.readlink(stack / "current").split("/")[-1]
+    manifest = json.loads((stack / "generations" / generation / "manifest.json").read_text())
+    record = json.loads((build / "build.json").read_text())
+    assert sorted(p["path"] for p in manifest["packages"]) == sorted(p["path"] for p in record["packages"])
+    assert manifest["source"] == str(build)
+    assert manifest["provenance"]["snapshot"]["commit"] == tag_commit(binhost, TAG)
+    # Published already: the next server run changes nothing, in check mode neither.
+    for check in (True, False):
+        proc, recap = run_playbook("playbooks/binpkg_server.yml", {
+            **binhost.server_vars, "build_host_chroots": [entry],
+            "build_host_builds_dir": str(binhost.root / "builds")}, check=check)
+        assert proc.returncode == 0 and recap["localhost"]["changed"] == 0, explain(proc)
+
+
+def test_moving_the_pin_and_rebuilding_publishes_exactly_the_new_build(binhost):
+    """Portage keeps every earlier build in the PKGDIR (binpkg-multi-instance): after a full
+    build at a newer tag, what is published is that build's packages, all from the new tree."""
+    newer = ensure_newer_tag(binhost)
+    entry = {**binhost.build_vars["build_host_chroots"][0], "name": "moving"}
+    proc, recap = run_build({**binhost.build_vars, **binhost.server_vars, "build_host_chroots": [entry]},
+                            playbook=BUILD_AND_PUBLISH)
+    assert proc.returncode == 0 and recap["failed"] == 0, explain(proc)
+    moved = {**entry, "snapshot": "2025-01-07"}
+    proc, recap = run_build({**binhost.build_vars, **binhost.server_vars, "build_host_chroots": [moved]},
+                            playbook=BUILD_AND_PUBLISH)
+    assert proc.returncode == 0 and recap["failed"] == 0, explain(proc)
+    stack = binhost.root / "binpkgs/moving"
+    manifest = json.loads((stack / "current/manifest.json").read_text())
+    pkgdir = binhost.root / "chroots/moving/var/cache/binpkgs"
+    all_instances = re.findall(r"^PATH: (\S+)$", (pkgdir / "Packages").read_text(), re.MULTILINE)
+    assert len(all_instances) >= 2 * len(BUILT), "the PKGDIR still holds the first build"
+    assert {cp_of(p["cpv"]) for p in manifest["packages"]} == set(BUILT)
+    assert len(manifest["packages"]) == len(BUILT)
+    assert all(p["repo_revisions"] == {"gentoo": newer} for p in manifest["packages"]), manifest["packages"]
+    assert "app-misc/hello-2" in [p["cpv"] for p in manifest["packages"]]
+    header, entries = parse_index(http_get(f"{binhost.url}/moving/current/Packages").decode())
+    assert sorted(e["PATH"] for e in entries) == sorted(p["path"] for p in manifest["packages"])
+
+
+def test_a_stage_without_git_is_published_bound_to_the_checked_out_tree(binhost):
+    """Gentoo's stage3s have no git, so Portage records no REPO_REVISIONS; the build record
+    binds the packages to the commit the role checked out, and the gate still refuses them for
+    another pin."""
+    entry = {**binhost.build_vars["build_host_chroots"][0], "name": "nogit"}
+    proc, recap = run_build({**binhost.build_vars, "build_host_build": False, "build_host_chroots": [entry]})
+    assert proc.returncode == 0, explain(proc)
+    chroot = binhost.root / "chroots/nogit"
+    for path in ("usr/bin/git", "usr/lib/git-core"):
+        target = chroot / path
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+    assert subprocess.run(["chroot", str(chroot), "/bin/sh", "-c", "command -v git"],
+                          capture_output=True).returncode != 0, "git is gone from the build root"
+    proc, recap = run_build({**binhost.build_vars, **binhost.server_vars, "build_host_chroots": [entry]},
+                            playbook=BUILD_AND_PUBLISH)
+    assert proc.returncode == 0 and recap["failed"] == 0, explain(proc)
+    from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binpkg import package_revisions
+    build = binhost.last_build("nogit")
+    record = json.loads((build / "build.json").read_text())
+    commit = tag_commit(binhost, TAG)
+    for package in record["packages"]:
+        assert package_revisions(str(build / package["path"])) == {}, "Portage recorded nothing without git"
+        assert package["repo_revisions"] == {"gentoo": commit} and package["bound_by"] == "this build"
+    manifest = json.loads((binhost.root / "binpkgs/nogit/current/manifest.json").read_text())
+    assert {cp_of(p["cpv"]) for p in manifest["packages"]} == set(BUILT)
+    assert {p["revisions_from"] for p in manifest["packages"]} == {"build record"}
+    assert all(p["repo_revisions"] == {"gentoo": commit} for p in manifest["packages"])
+
+    newer = ensure_newer_tag(binhost)
+    before = os.readlink(binhost.root / "binpkgs/nogit/current")
+    proc, recap = binhost.server_playbook(binpkg_server_publish_build_results=False, binpkg_server_stacks=[
+        {"name": "nogit", "src": str(build), "expect_revisions": {"gentoo": newer}}])
+    assert proc.returncode != 0, explain(proc)
+    assert f"built from ::gentoo {commit[:12]}, not the pinned {newer[:12]}" in proc.stdout, explain(proc)
+    assert os.readlink(binhost.root / "binpkgs/nogit/current") == before
+
+
+def test_a_pkgdir_link_in_the_chroot_is_followed_inside_it(binhost):
+    """var/cache/binpkgs -> /etc: the chroot's /etc, where its Portage wrote the packages;
+    nothing of the host's /etc is read or published."""
+    entry = {**binhost.build_vars["build_host_chroots"][0], "name": "linked",
+             "emerge_args": ["--oneshot", "app-misc/hello"]}
+    proc, recap = run_build({**binhost.build_vars, "build_host_build": False, "build_host_chroots": [entry]})
+    assert proc.returncode == 0, explain(proc)
+    chroot = binhost.root / "chroots/linked"
+    pkgdir = chroot / "var/cache/binpkgs"
+    shutil.rmtree(pkgdir)
+    os.symlink("/etc", pkgdir)
+    proc, recap = run_build({**binhost.build_vars, **binhost.server_vars, "build_host_chroots": [entry]},
+                            playbook=BUILD_AND_PUBLISH)
+    assert proc.returncode == 0 and recap["failed"] == 0, explain(proc)
+    assert (chroot / "etc/Packages").exists(), "the chroot's Portage wrote its packages into its own /etc"
+    assert not Path("/etc/Packages").exists()
+    build = binhost.last_build("linked")
+    files = sorted(str(p.relative_to(build)) for p in build.rglob("*") if p.is_file())
+    assert files == sorted(["Packages", "build.json"] + re.findall(
+        r"^PATH: (\S+)$", (build / "Packages").read_text(), re.MULTILINE))
+    assert all(f.endswith(".gpkg.tar") for f in files if f not in ("Packages", "build.json"))
+    generation = binhost.root / "binpkgs/linked/current"
+    assert not (generation / "passwd").exists() and not (generation / "hostname").exists()
+    assert [cp_of(p["cpv"]) for p in json.loads((generation / "manifest.json").read_text())["packages"]] \
+        == ["app-misc/hello"]
+
+
+def test_base_dir_nginx_cannot_enter_fails_before_anything_starts():
+    private = Path(tempfile.mkdtemp(prefix="private-", dir="/tmp"))  # 0700, as mktemp -d makes it
+    port = free_port()
+    server_vars = {
+        "binpkg_server_base_dir": str(private / "binpkgs"),
+        "binpkg_server_conf_dir": str(private / "conf"),
+        "binpkg_server_run_dir": str(private / "run"),
+        "binpkg_server_log_dir": str(private / "log"),
+        "binpkg_server_port": port,
+        "binpkg_server_install_packages": False,
+        "binpkg_server_publish_build_results": False,
+    }
+    try:
+        proc, _recap = run_playbook("playbooks/binpkg_server.yml", server_vars)
+        assert proc.returncode != 0, explain(proc)
+        assert (f"nginx's workers run as www-data, which cannot enter {private}: every directory above "
+                f"{private}/binpkgs") in proc.stdout, explain(proc)
+        assert sorted(private.iterdir()) == []
+    finally:
+        pid = read_pid(private / "run/binhost-nginx.pid")
+        if pid:
+            terminate({(pid, "nginx")})
+        shutil.rmtree(private, ignore_errors=True)

@@ -309,7 +309,8 @@ def test_fetch_restricted_package_builds_only_thanks_to_the_local_mirror(build_h
 def test_bad_chroot_entries_are_refused_before_anything_changes(build_host, tmp_path, chroot, message):
     chroots = [chroot, chroot] if message == "share a name" else [chroot]
     proc, recap = run_build({**build_host.build_vars, "build_host_base_dir": str(tmp_path / "chroots"),
-                             "build_host_log_dir": str(tmp_path / "logs"), "build_host_chroots": chroots})
+                             "build_host_log_dir": str(tmp_path / "logs"),
+                             "build_host_builds_dir": str(tmp_path / "builds"), "build_host_chroots": chroots})
     assert proc.returncode != 0 and recap["changed"] == 0, explain(proc)
     assert message in proc.stdout, explain(proc)
     assert list(tmp_path.iterdir()) == []

@@ -269,31 +269,98 @@ def test_validate_pkgdir_trusts_known_inodes_only_with_the_same_checksums(src):
 
 
 # -- revisions ------------------------------------------------------------------------------------
-def test_gpkg_repo_revisions_reads_them_from_inside_the_package(tmp_path):
+def test_package_revisions_reads_them_from_inside_a_gpkg(tmp_path):
     revisions = {"gentoo": REVISION, "myoverlay": "3" * 40}
     make_pkgdir(tmp_path, [{"cpv": "app-misc/hello-1.0", "repo_revisions": revisions},
                            {"cpv": "app-misc/none-1", "repo_revisions": None}], index_revisions=False)
     _header, entries = read_index(tmp_path)
     assert all("REPO_REVISIONS" not in e for e in entries)
-    assert B.gpkg_repo_revisions(str(tmp_path / entries[0]["PATH"])) == revisions
-    assert B.gpkg_repo_revisions(str(tmp_path / entries[1]["PATH"])) == {}
+    assert B.package_revisions(str(tmp_path / entries[0]["PATH"])) == revisions
+    assert B.package_revisions(str(tmp_path / entries[1]["PATH"])) == {}
     assert B.resolve_revisions(str(tmp_path), entries) == {"app-misc/hello-1.0-1": revisions,
                                                            "app-misc/none-1-1": {}}
 
 
-def test_gpkg_repo_revisions_of_something_else(tmp_path):
+def test_package_revisions_of_something_else(tmp_path):
     (tmp_path / "hello-1.0.tbz2").write_bytes(os.urandom(4096) + b"XPAKPACK" + b"\0" * 16 + b"XPAKSTOP")
-    assert B.gpkg_repo_revisions(str(tmp_path / "hello-1.0.tbz2")) is None
+    assert B.package_revisions(str(tmp_path / "hello-1.0.tbz2")) is None
     subprocess.run(["tar", "-cf", str(tmp_path / "plain.tar"), "-C", str(tmp_path), "hello-1.0.tbz2"], check=True)
-    assert B.gpkg_repo_revisions(str(tmp_path / "plain.tar")) is None
+    assert B.package_revisions(str(tmp_path / "plain.tar")) is None
 
 
-def test_resolve_revisions_prefers_the_index(tmp_path):
-    make_pkgdir(tmp_path, [{"cpv": "app-misc/hello-1.0"}])
-    header, entries = read_index(tmp_path)
-    entries[0]["REPO_REVISIONS"] = json.dumps({"gentoo": OTHER})
-    write_index(tmp_path, header, entries)
-    assert B.resolve_revisions(str(tmp_path), entries) == {"app-misc/hello-1.0-1": {"gentoo": OTHER}}
+def _claim_in_index(path, revisions):
+    """Rewrite ``path``'s index so every entry (and the header) claims ``revisions``; the
+    package files keep what they record."""
+    header, entries = read_index(path)
+    for entry in entries:
+        entry["REPO_REVISIONS"] = json.dumps(revisions, sort_keys=True)
+    header["REPO_REVISIONS"] = json.dumps(revisions, sort_keys=True)
+    write_index(path, header, entries)
+    return entries
+
+
+def test_resolve_revisions_reads_the_package_and_refuses_an_index_that_disagrees(tmp_path):
+    make_pkgdir(tmp_path, [{"cpv": "app-misc/hello-1.0", "repo_revisions": {"gentoo": OTHER}}])
+    entries = _claim_in_index(tmp_path, {"gentoo": REVISION})
+    with pytest.raises(PublishError) as info:
+        B.resolve_revisions(str(tmp_path), entries)
+    assert str(info.value) == (
+        "the Packages index and the package files disagree on what the packages were built from: "
+        "app-misc/hello-1.0-1: the index says ::gentoo 111111111111, the package records ::gentoo 222222222222")
+
+
+def test_an_index_claiming_revisions_the_package_does_not_record_is_refused(tmp_path):
+    make_pkgdir(tmp_path, [{"cpv": "app-misc/hello-1.0", "repo_revisions": None}], index_revisions=False)
+    entries = _claim_in_index(tmp_path, {"gentoo": REVISION})
+    with pytest.raises(PublishError, match=r"app-misc/hello-1.0-1: the index says ::gentoo 111111111111, "
+                                           r"the package records none"):
+        B.resolve_revisions(str(tmp_path), entries)
+
+
+def test_an_index_and_a_package_that_both_record_nothing_agree(tmp_path):
+    """What Portage writes without git in the build root: ``REPO_REVISIONS: {}`` in the index,
+    nothing in the package."""
+    make_pkgdir(tmp_path, [{"cpv": "app-misc/hello-1.0", "repo_revisions": None}], index_revisions=False)
+    entries = _claim_in_index(tmp_path, {})
+    assert B.resolve_revisions(str(tmp_path), entries) == {"app-misc/hello-1.0-1": {}}
+
+
+def test_publish_refuses_an_index_that_lies_about_the_tree(tmp_path, dest):
+    src = tmp_path / "pkgdir"
+    make_pkgdir(src, [{"cpv": "app-misc/hello-1.0", "repo_revisions": {"gentoo": OTHER}},
+                      {"cpv": "sys-apps/bar-0.9"}])
+    _claim_in_index(src, {"gentoo": REVISION})
+    for check_mode in (True, False):
+        with pytest.raises(PublishError, match=r"the index says ::gentoo 111111111111, the package records "
+                                               r"::gentoo 222222222222"):
+            B.publish(params(src, dest, expect_revisions={"gentoo": REVISION}), check_mode=check_mode, now=at(1))
+        assert not (dest / "current").exists() and B.Stack(str(dest)).list() == []
+        assert B.Stack(str(dest)).partials() == []
+
+
+def xpak_package(path, metadata, payload=b"BZh91AY&SY not really bzip2"):
+    """A ``.tbz2``/``.xpak`` binary package: compressed image, then Portage's xpak segment
+    (XPAKPACK, index length, data length, index entries of name/offset/length, data,
+    XPAKSTOP), then the segment's length and STOP."""
+    index, data = b"", b""
+    for name, value in sorted(metadata.items()):
+        key = name.encode()
+        index += len(key).to_bytes(4, "big") + key + len(data).to_bytes(4, "big") + len(value).to_bytes(4, "big")
+        data += value
+    segment = (b"XPAKPACK" + len(index).to_bytes(4, "big") + len(data).to_bytes(4, "big") + index + data
+               + b"XPAKSTOP")
+    Path(path).write_bytes(payload + segment + len(segment).to_bytes(4, "big") + b"STOP")
+
+
+def test_package_revisions_reads_xpak_packages_too(tmp_path):
+    revisions = {"gentoo": REVISION}
+    xpak_package(tmp_path / "hello-1.0-1.xpak", {"CATEGORY": b"app-misc\n", "PF": b"hello-1.0\n",
+                                                 "REPO_REVISIONS": json.dumps(revisions).encode()})
+    xpak_package(tmp_path / "none-1.tbz2", {"CATEGORY": b"app-misc\n", "PF": b"none-1\n"})
+    assert B.package_revisions(str(tmp_path / "hello-1.0-1.xpak")) == revisions
+    assert B.package_revisions(str(tmp_path / "none-1.tbz2")) == {}
+    (tmp_path / "broken.tbz2").write_bytes(b"\0" * 100 + (1000).to_bytes(4, "big") + b"STOP")
+    assert B.package_revisions(str(tmp_path / "broken.tbz2")) is None
 
 
 def _entries(tmp_path, specs, index_revisions=True):
