@@ -9,7 +9,8 @@ Portage (``portage/binrepo/config.py``, ``BinRepoConfigLoader``) reads
 ``binrepos.conf`` may be a single file or a directory whose files are all read (in name
 order, dot files and backups skipped); both are supported here, as in ``_portage_conf`` for
 repos.conf: the section ``[<name>]`` lives in ``binrepos.conf/<name>.conf``, or inside the
-single file when ``binrepos.conf`` is a file.
+single file when ``binrepos.conf`` is a file. Paths are resolved inside ``root`` as in
+``_portage_conf`` (a chroot's symlinks never lead to the host's files).
 
 The parser is ``configparser.ConfigParser`` with basic interpolation and the defaults
 ``frozen``, ``EPREFIX``, ``EROOT``, ``PORTAGE_CONFIGROOT`` and ``ROOT`` (so ``%(EPREFIX)s`` in a
@@ -30,10 +31,13 @@ from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common impor
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._portage_conf import (
     REPO_KEY_RE,
     REPO_NAME_RE,
-    _check_root,
     _del_section,
     _read_text,
     after_section_removal,
+    config_root,
+    ini_lines,
+    ini_read_string,
+    section_file,
     section_plan,
     set_section_keys,
 )
@@ -49,7 +53,7 @@ def parse_binrepos_text(text, source="<binrepos.conf>"):
     """Parse ``text`` as Portage's binrepos.conf loader does; InfraError with the complaint."""
     parser = configparser.ConfigParser(defaults=PARSER_DEFAULTS)
     try:
-        parser.read_string(text, source=source)
+        ini_read_string(parser, text, source)
         for section in parser.sections():
             for key in parser.options(section):
                 parser.get(section, key)  # interpolation errors surface only here
@@ -103,15 +107,10 @@ def desired_binrepo_keys(params):
     return wanted
 
 
-def binrepos_conf_path(root, name):
-    """The file that holds section ``name`` and whether it is a single-file binrepos.conf."""
-    conf = os.path.join(root, "etc/portage/binrepos.conf")
-    if os.path.isfile(conf):
-        return conf, True
-    if os.path.lexists(conf) and not os.path.isdir(conf):
-        raise InfraError("%s is neither a file nor a directory (a dangling symlink or a special file); "
-                         "Portage cannot read it: remove it or make it a directory" % conf)
-    return os.path.join(conf, "%s.conf" % name), False
+def binrepos_conf_file(root, name):
+    """The file that holds section ``name`` (a RootFile) and whether it is a single-file
+    binrepos.conf."""
+    return section_file(root, "/etc/portage/binrepos.conf", name, "binrepos.conf")
 
 
 def _check_binrepo_input(params):
@@ -123,19 +122,19 @@ def _check_binrepo_input(params):
     if not os.path.isabs(root):
         raise InfraError("root %r is not an absolute path; give the absolute path of the system or "
                          "chroot root" % root)
-    _check_root(root)
-    return root, name
+    return config_root(root), name
 
 
 def plan_binrepo_conf(params):
     """Compute the new binrepos.conf file for the module options ``params``."""
     root, name = _check_binrepo_input(params)
     state = params.get("state") or "present"
-    path, single_file = binrepos_conf_path(root, name)
-    before = _read_text(path)
+    conf, single_file = binrepos_conf_file(root, name)
+    path = conf.path
+    before = _read_text(conf.host, conf.label())
     if before is not None:
         parse_binrepos_text(before, path)
-    lines = (before or "").splitlines(True)
+    lines = ini_lines(before or "")
 
     if state == "absent":
         _del_section(lines, name)
@@ -146,7 +145,7 @@ def plan_binrepo_conf(params):
                          same=_same_value)
         after = "".join(lines)
 
-    plan = section_plan(path, name, before, after, parse_binrepos_text(after, path) if after is not None else None)
+    plan = section_plan(conf, name, before, after, parse_binrepos_text(after, path) if after is not None else None)
     if state == "present" and not plan.result["section"].get("sync-uri"):
         raise InfraError("binary repository %s would have no sync-uri in %s; Portage ignores such a "
                          "section (set sync_uri)" % (name, path))

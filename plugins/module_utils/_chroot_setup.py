@@ -23,6 +23,12 @@ Clones and fetches follow ``ansible.builtin.git`` for branches and tags: path UR
 ``--depth N --branch V``, a tag is fetched with ``+refs/tags/V:refs/tags/V`` and a branch into
 ``refs/remotes/origin/V``. The file editing is :mod:`._portage_conf`'s (Portage's own parsing
 rules); this module only chains its planners and writes the results.
+
+Every path in the chroot (the files, and the directory of each repository location, which
+may be replaced) is resolved the way the chroot itself sees it (:mod:`._chroot_paths`): an
+absolute symlink target starts again at the chroot's root, so no link in the chroot makes
+the host read, write or remove its own files. A link whose target the chroot does not have
+is refused.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -35,6 +41,10 @@ import shutil
 import stat
 import tempfile
 
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._chroot_paths import (
+    ChrootPathError,
+    chroot_root,
+)
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import (
     InfraError,
     find_program,
@@ -44,10 +54,11 @@ from ansible_collections.gentoo_binhost.infra.plugins.module_utils._portage_conf
     REPO_NAME_RE,
     VAR_NAME_RE,
     FilePlan,
+    RootFile,
     _missing_dirs,
     _read_text,
     edit_make_conf,
-    make_conf_path,
+    make_conf_file,
     plan_repo_conf,
 )
 
@@ -103,32 +114,14 @@ class RepoSpec(object):
             raise ChrootSetupError("repository %s: location %r must be an absolute path inside the chroot, "
                                    "not / itself, without '.' or '..' components" % (self.name, location))
         self.location = "/" + "/".join(part for part in parts if part)
-        self.path = os.path.join(root, self.location.lstrip("/"))  # on the host
-        parent = os.path.realpath(os.path.dirname(self.path))
-        if not _inside(root, parent):
-            raise ChrootSetupError("repository %s: location %s leads out of the chroot %s through a symlink "
-                                   "(%s); give a location whose directories are inside the chroot"
-                                   % (self.name, self.location, root, parent))
+        # The location itself is not followed: whatever is there (a link too) is replaced by
+        # the clone. Its directories are found as the chroot finds them.
+        where = RootFile(root, self.location, "repository %s location" % self.name, follow=False)
+        self.path, self.inside = where.host, where.inside  # on the host, and as the chroot sees it
 
     @property
     def full_id(self):
         return bool(_FULL_ID_RE.match(self.version))
-
-
-def _inside(root, real_path):
-    return real_path == root or real_path.startswith(root.rstrip("/") + "/")
-
-
-def check_root(root):
-    """The chroot's real path; refuses ``/``, a missing path and a non-directory."""
-    if not root or not os.path.isabs(root):
-        raise ChrootSetupError("root %r must be an absolute path to the chroot" % (root,))
-    real = os.path.realpath(root)
-    if real == "/":
-        raise ChrootSetupError("root %s is the host's / ; give the path of a chroot, never the host itself" % root)
-    if not os.path.isdir(real):
-        raise ChrootSetupError("root %s does not exist or is not a directory; unpack the stage first" % root)
-    return real
 
 
 def check_repositories(root, entries):
@@ -142,19 +135,11 @@ def check_repositories(root, entries):
         raise ChrootSetupError("only one repository can be main (main-repo); got %s" % ", ".join(mains))
     for one in specs:
         for other in specs:
-            if one is not other and (one.location == other.location
-                                     or other.location.startswith(one.location + "/")):
+            if one is not other and any(b == a or b.startswith(a + "/") for a, b in (
+                    (one.location, other.location), (one.inside, other.inside))):
                 raise ChrootSetupError("repositories %s and %s share a location (%s, %s): replacing one would "
                                        "remove the other" % (one.name, other.name, one.location, other.location))
     return specs
-
-
-def _check_file_path(root, path, what):
-    real = os.path.realpath(path)
-    if not _inside(root, real):
-        raise ChrootSetupError("%s %s resolves to %s, outside the chroot %s (an absolute symlink is resolved on "
-                               "the host here); make it a file or a relative link" % (what, path, real, root))
-    return real
 
 
 # --------------------------------------------------------------------------- git
@@ -399,8 +384,8 @@ class SetupFile(object):
         self.data = data  # bytes to write instead of plan.after (resolv.conf)
         self.attrs_changed = False
         self.before_header = None
-        if plan.after is not None and not plan.changed and os.path.exists(plan.path):
-            st = os.stat(plan.path)
+        if plan.after is not None and not plan.changed and os.path.exists(plan.target):
+            st = os.stat(plan.target)
             self.attrs_changed = (mode is not None and stat.S_IMODE(st.st_mode) != mode) or \
                 (self.root_owned and (st.st_uid, st.st_gid) != (0, 0))
 
@@ -410,9 +395,8 @@ class SetupFile(object):
 
 
 def plan_make_conf_file(root, features_add, make_conf):
-    path = make_conf_path({"root": root})
-    _check_file_path(root, path, "make.conf")
-    before = _read_text(path)
+    conf = make_conf_file({"root": root})
+    before = _read_text(conf.host, conf.label())
     text = before or ""
     if features_add:
         text = edit_make_conf(text, "FEATURES", add=list(features_add))[0]
@@ -423,7 +407,7 @@ def plan_make_conf_file(root, features_add, make_conf):
             raise ChrootSetupError("make_conf %s needs a string value (the whole value), got %r" % (name, value))
         text = edit_make_conf(text, name, value="%s" % value)[0]
     after = text if before is not None or text else None
-    return SetupFile(FilePlan(path, before, after, {}, make_dirs=_missing_dirs(path)))
+    return SetupFile(FilePlan.for_file(conf, before, after, {}))
 
 
 def repo_conf_params(root, spec):
@@ -433,9 +417,7 @@ def repo_conf_params(root, spec):
 
 
 def plan_repo_conf_file(root, spec):
-    plan = plan_repo_conf(repo_conf_params(root, spec))
-    _check_file_path(root, plan.path, "repos.conf file")
-    return SetupFile(plan, mode=0o644)
+    return SetupFile(plan_repo_conf(repo_conf_params(root, spec)), mode=0o644)
 
 
 def edit_mirrors(text, url):
@@ -458,17 +440,15 @@ def edit_mirrors(text, url):
 
 
 def plan_mirrors_file(root, local_mirror):
-    path = os.path.join(root, "etc/portage/mirrors")
-    _check_file_path(root, path, "mirrors file")
     url = (local_mirror or "").strip().rstrip("/")
     if re.search(r"\s", url):
         raise ChrootSetupError("local_mirror %r has blanks; give one URL" % local_mirror)
-    before = _read_text(path)
+    conf = RootFile(root, "/etc/portage/mirrors", "mirrors file")
+    before = _read_text(conf.host, conf.label())
     after = edit_mirrors(before or "", url)
     if before is None and not url:
         after = None
-    return SetupFile(FilePlan(path, before, after, {}, make_dirs=_missing_dirs(path) if after is not None else ()),
-                     mode=0o644, root_owned=True)
+    return SetupFile(FilePlan.for_file(conf, before, after, {}), mode=0o644, root_owned=True)
 
 
 def plan_resolv_conf_file(root, source=HOST_RESOLV_CONF):
@@ -479,20 +459,16 @@ def plan_resolv_conf_file(root, source=HOST_RESOLV_CONF):
         return None  # the host resolves without one: leave the chroot's alone
     except OSError as exc:
         raise ChrootSetupError("cannot read the host's %s: %s" % (source, exc.strerror or exc))
-    path = os.path.join(root, "etc/resolv.conf")
-    _check_file_path(root, os.path.dirname(path), "directory")
+    # Never written through: a stage's link (to systemd-resolved's file, say) may lead nowhere
+    # in the chroot. The link itself is replaced.
+    conf = RootFile(root, "/etc/resolv.conf", "resolv.conf", follow=False)
     after = data.decode("utf-8", "replace")
-    link = os.readlink(path) if os.path.islink(path) else None
-    if link is not None:
-        # Never written through: a stage's link (to systemd-resolved's file, say) would lead to
-        # the host. The link itself is replaced.
-        before = None
-    else:
-        before = _read_text(path) if os.path.lexists(path) else None
-    setup = SetupFile(FilePlan(path, before, after, {}, make_dirs=_missing_dirs(path)),
+    link = os.readlink(conf.entry) if os.path.islink(conf.entry) else None
+    before = None if link is not None else _read_text(conf.entry, conf.label())
+    setup = SetupFile(FilePlan.for_file(conf, before, after, {}),
                       mode=0o644, root_owned=True, replace_link=True, data=data)
     if link is not None:
-        setup.before_header = "%s (symlink to %s)" % (path, link)
+        setup.before_header = "%s (symlink to %s)" % (conf.path, link)
     return setup
 
 
@@ -501,15 +477,15 @@ def write_setup_file(setup):
     plan = setup.plan
     if plan.after is None:
         if plan.before is not None:
-            os.unlink(plan.path)
+            os.unlink(plan.entry)
         return
     for directory in plan.make_dirs:
         if not os.path.isdir(directory):
             os.mkdir(directory)
             os.chmod(directory, 0o755)
-    target = plan.path
-    if os.path.islink(target) and not setup.replace_link:
-        target = os.path.realpath(target)  # checked to stay inside the chroot
+    # The target is the file a link at the end leads to, found inside the chroot; a replaced
+    # link is the entry itself.
+    target = plan.entry if setup.replace_link else plan.target
     data = setup.data if setup.data is not None else plan.after.encode("utf-8")
     old = None
     if os.path.exists(target) and not os.path.islink(target):
@@ -550,7 +526,14 @@ def setup_diff(setup):
 
 def setup_chroot(params, check_mode=False, resolv_source=HOST_RESOLV_CONF):
     """Configure the chroot ``params["root"]``; returns the module result (``diff`` included)."""
-    root = check_root(params.get("root"))
+    try:
+        return _setup_chroot(params, check_mode, resolv_source)
+    except ChrootPathError as exc:
+        raise ChrootSetupError(str(exc))
+
+
+def _setup_chroot(params, check_mode, resolv_source):
+    root = chroot_root(params.get("root"))
     specs = check_repositories(root, params.get("repositories"))
     git = Git() if specs else None
     features = [str(token) for token in params.get("features_add") or []]

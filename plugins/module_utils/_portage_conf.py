@@ -7,14 +7,26 @@ Both editors are pure functions from the old text to the new one, so comments, b
 everything they do not manage survive byte for byte:
 
 - ``repos.conf`` is read by Portage with :class:`configparser.ConfigParser` (see
-  ``portage/repository/config.py``): basic ``%`` interpolation is ON (a lone ``%`` makes
-  Portage drop the whole repos.conf), option names are case-insensitive (lower-cased),
-  section names are case-sensitive, ``#``/``;`` start full-line comments, indented lines
-  continue a value, ``[DEFAULT]`` feeds every section. The editor scans lines with the same
-  rules, and every text it produces is re-read with ``ConfigParser`` before it is accepted.
+  ``portage/repository/config.py``) from a file opened in text mode (``\r``, ``\r\n`` and
+  ``\n`` end lines): basic ``%`` interpolation is ON with the defaults ``EPREFIX``, ``EROOT``,
+  ``PORTAGE_CONFIGROOT``, ``ROOT`` and ``sync-rsync-extra-opts`` (a lone ``%`` makes Portage
+  drop the whole repos.conf), option names are case-insensitive (lower-cased) but ``_`` is not
+  ``-`` (Portage asks for ``sync-uri``; a ``sync_uri`` line is ignored), values are stripped
+  and an empty one counts as unset, section names are case-sensitive, ``#``/``;`` start
+  full-line comments, indented lines continue a value, ``[DEFAULT]`` feeds every section. The
+  editor scans lines with the same rules, and every text it produces is re-read with
+  ``ConfigParser`` before it is accepted. A key the module sets replaces every spelling of it
+  in the section (``Sync-URI``, ``sync_uri``), so the file never holds a second, conflicting
+  one; the line Portage reads keeps its case and becomes the ``-`` spelling.
 - ``make.conf`` is a bash fragment (Portage reads it with shlex, users source it). Assignments
   ``[export] NAME=word`` are located with bash word rules (quotes, backslash-newline), and only
-  the word of the assignment being changed is rewritten.
+  the word of the assignment being changed is rewritten. Names are case-sensitive, as in bash
+  and Portage. ``NAME=`` with nothing after it is empty to bash, but Portage's reader takes the
+  next word as its value; the managed variable is always written quoted (``NAME=""``).
+
+Files are found as a process inside ``root`` finds them (:mod:`._chroot_paths`): a symbolic
+link in a chroot is followed inside the chroot, never to the host's files. At the default
+root ``/`` that is plain path resolution.
 
 The planners return a :class:`FilePlan`; :func:`apply_file_plan` writes it through an Ansible
 module (temp file in the target directory + ``atomic_move``).
@@ -26,22 +38,43 @@ __metaclass__ = type
 
 import configparser
 import os
+import posixpath
 import re
 import tempfile
 import traceback
 
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._chroot_paths import (
+    ChrootPathError,
+    chroot_root,
+    describe,
+    is_below,
+    resolve_in_root,
+)
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
 
 
 class FilePlan(object):
-    """What one file should become: ``after`` is None when the file is to be removed."""
+    """What one file should become: ``after`` is None when the file is to be removed.
 
-    def __init__(self, path, before, after, result, make_dirs=()):
+    ``path`` names the file in results and diffs; ``target`` is the file written (a symlink
+    at the end already followed inside the root) and ``entry`` the directory entry a removal
+    deletes (the link itself). Both default to ``path``.
+    """
+
+    def __init__(self, path, before, after, result, make_dirs=(), target=None, entry=None):
         self.path = path
         self.before = before  # None when the file does not exist
         self.after = after
         self.result = result
         self.make_dirs = list(make_dirs)
+        self.target = target or path
+        self.entry = entry or path
+
+    @classmethod
+    def for_file(cls, conf, before, after, result):
+        """The plan of :class:`RootFile` ``conf``; directories are made only for a write."""
+        return cls(conf.path, before, after, result, make_dirs=conf.make_dirs if after is not None else (),
+                   target=conf.host, entry=conf.entry)
 
     @property
     def changed(self):
@@ -56,24 +89,94 @@ class FilePlan(object):
         }
 
 
-def _read_text(path):
+def _read_text(path, label=None):
+    """The text of file ``path`` (a host path already resolved in its root), None when it
+    does not exist; ``label`` names it in errors."""
+    label = label or path
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise InfraError("cannot read %s: %s" % (path, exc.strerror or exc))
+        raise InfraError("cannot read %s: %s" % (label, exc.strerror or exc))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InfraError("%s is not UTF-8 text (%s); refusing to edit it" % (path, exc))
+        raise InfraError("%s is not UTF-8 text (%s); refusing to edit it" % (label, exc))
 
 
-def _check_root(root):
-    if not os.path.isdir(root):
-        raise InfraError("root %s does not exist or is not a directory; give the path of an existing "
-                         "system or chroot root" % root)
+def config_root(root):
+    """The canonical root whose configuration is edited: the host itself (``/``, where
+    resolving a path inside the root is plain resolution) or a chroot."""
+    return chroot_root(root, "system", allow_host=True)
+
+
+class RootFile(object):
+    """A file of ``root`` by the absolute path the root itself uses (``/etc/portage/make.conf``),
+    resolved the way a process inside the root finds it.
+
+    ``path`` is that file spelled below the root on the host, for results and messages;
+    ``host`` the file to read and write, ``inside`` its path as the root sees it (a symlink at
+    the end followed inside the root when ``follow``); ``entry`` the directory entry itself,
+    the link not followed (what a removal deletes); ``make_dirs`` the directories a write
+    creates, outermost first.
+
+    A symbolic link on the way whose target the root does not have is refused: nothing is
+    created behind it, since ``mkdir -p`` inside the root fails there too and the same link
+    followed from the host may lead to the host's own files.
+    """
+
+    def __init__(self, root, name, what, follow=True, shown=None):
+        self.root, self.name, self.what = root, name, what
+        self.path = shown or os.path.join(root, name.lstrip("/"))
+        parent, parent_inside = self._directory(posixpath.dirname(name))
+        base = posixpath.basename(name)
+        self.entry = os.path.join(parent, base)
+        self.host, self.inside = self.entry, posixpath.join(parent_inside, base)
+        if follow and os.path.islink(self.entry):
+            self.host, self.inside = resolve_in_root(root, self.inside, what)
+            if not os.path.isdir(os.path.dirname(self.host)):
+                raise self._dangling(self.entry, posixpath.join(parent_inside, base),
+                                     posixpath.dirname(self.inside))
+        self.make_dirs = _missing_dirs(self.host)
+
+    def _directory(self, name):
+        """Host and root path of directory ``name``, link by link: a missing part ends the
+        walk (what follows it is created plainly), a link must lead to a directory."""
+        host, inside = self.root, "/"
+        parts = [part for part in name.split("/") if part]
+        for index, part in enumerate(parts):
+            entry, entry_inside = os.path.join(host, part), posixpath.join(inside, part)
+            if os.path.islink(entry):
+                host, inside = resolve_in_root(self.root, entry_inside, self.what)
+                if not os.path.isdir(host):
+                    raise self._dangling(entry, entry_inside, inside)
+            elif not os.path.lexists(entry):
+                rest = parts[index:]
+                return os.path.join(host, *rest), posixpath.join(inside, *rest)
+            elif not os.path.isdir(entry):
+                raise ChrootPathError("%s %s of %s: %s is not a directory"
+                                      % (self.what, self.name, self.root, entry_inside))
+            else:
+                host, inside = entry, entry_inside
+        return host, inside
+
+    def _dangling(self, entry, entry_inside, inside):
+        """The refusal of link ``entry`` (``entry_inside`` in the root): the directory it
+        leads to (for a link to a file, the file's directory), ``inside``, is missing."""
+        message = "%s %s of %s: %s is a symlink to %s, and %s does not exist inside that root" % (
+            self.what, self.name, self.root, entry_inside, os.readlink(entry), inside)
+        seen_from_host = os.path.realpath(entry)
+        if not is_below(seen_from_host, self.root):
+            message += "; followed from the host it leads out of the chroot, to %s outside the chroot" % seen_from_host
+        return ChrootPathError(message + "; nothing is created behind it: create the link's target inside the "
+                                         "root, or change the link")
+
+    def label(self):
+        """The file for a message, with where the root's links lead when that differs."""
+        shown = describe(self.name, self.inside)
+        return shown if self.root == "/" else "%s of %s" % (shown, self.root)
 
 
 def _missing_dirs(path):
@@ -93,19 +196,40 @@ REPO_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 DEDICATED_KEYS = ("location", "sync-type", "sync-uri", "priority", "auto-sync")
 _SECTCRE = configparser.RawConfigParser.SECTCRE
 _OPTCRE = configparser.RawConfigParser.OPTCRE
-_KEY_LINE_RE = re.compile(r"^(?P<lead>\s*)(?P<key>.*?)(?P<sep>\s*[=:]\s*)(?P<value>.*?)(?P<nl>\r?\n?)$", re.S)
+# One line of an INI file the way Portage's text-mode open() splits it, line end included.
+_INI_LINE_RE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+_LINE_END_RE = re.compile(r"(?:\r\n|\r|\n)\Z")
+# An option line without its line end; the first delimiter ends the key, as in configparser.
+_KEY_LINE_RE = re.compile(r"(?P<lead>\s*)(?P<key>.*?)(?P<before>\s*)(?P<delim>[=:])(?P<after>\s*)(?P<value>.*)\Z",
+                          re.S)
+# The interpolation defaults RepoConfigLoader gives its parser; the values are those of a root
+# Portage reads with PORTAGE_CONFIGROOT=/ and no EPREFIX (a chroot seen from inside), and
+# PORTAGE_RSYNC_EXTRA_OPTS unset.
+REPOS_PARSER_DEFAULTS = {"EPREFIX": "", "EROOT": "/", "PORTAGE_CONFIGROOT": "/", "ROOT": "/",
+                         "sync-rsync-extra-opts": ""}
+
+
+def ini_lines(text):
+    """``text`` cut into lines (with their line ends) where Portage's reading cuts it: at
+    ``\n``, ``\r\n`` and ``\r`` only, not at the form feeds or U+2028 ``str.splitlines`` cuts at."""
+    return _INI_LINE_RE.findall(text)
+
+
+def ini_read_string(parser, text, source):
+    """``parser.read_string`` of ``text`` with the line ends Portage's text-mode read gives it."""
+    parser.read_string(text.replace("\r\n", "\n").replace("\r", "\n"), source=source)
 
 
 def portage_ini_parser():
     """A parser configured the way Portage reads repos.conf (``SafeConfigParser`` = ConfigParser)."""
-    return configparser.ConfigParser()
+    return configparser.ConfigParser(defaults=REPOS_PARSER_DEFAULTS)
 
 
 def parse_repos_conf_text(text, source="<repos.conf>"):
     """Parse ``text`` as Portage does; InfraError with Portage's complaint when it cannot."""
     parser = portage_ini_parser()
     try:
-        parser.read_string(text, source=source)
+        ini_read_string(parser, text, source)
         # Portage calls get() on every option: interpolation errors surface only here.
         for section in parser.sections():
             for key in parser.options(section):
@@ -173,6 +297,34 @@ def _ini_escape(value):
     return value.replace("%", "%%")
 
 
+def key_spellings(section, key):
+    """The option names of ``section`` that mean ``key`` to this module (``_`` for ``-``;
+    case is already folded by the scan), the one Portage reads, ``key`` itself, first."""
+    names = [name for name in section["options"] if name.replace("_", "-") == key]
+    return sorted(names, key=lambda name: (name != key, section["options"][name][0]))
+
+
+def _option_line(first, last, raw):
+    """Option line ``first`` (``last``: the last line of its value) with the value ``raw``.
+
+    The key keeps its case and the blanks around the delimiter stay; ``_`` in the key becomes
+    ``-``, the spelling Portage reads. An empty old value gets the blank that precedes the
+    delimiter after it too (``key =`` becomes ``key = value``), and the line end is the
+    value's own, so a last line without one stays without.
+    """
+    end = _LINE_END_RE.search(last)
+    newline = end.group(0) if end else ""
+    body = _LINE_END_RE.sub("", first)
+    match = _KEY_LINE_RE.match(body)
+    lead, key, before, delim, after, old = match.group("lead", "key", "before", "delim", "after", "value")
+    key = key.replace("_", "-")
+    if not raw:
+        return "%s%s%s%s%s" % (lead, key, before, delim, newline)
+    if not old:
+        after = before
+    return "%s%s%s%s%s%s%s" % (lead, key, before, delim, after, raw, newline)
+
+
 def _set_key(lines, section_name, key, value):
     sections = scan_ini(lines)
     section = _find_section(sections, section_name)
@@ -187,26 +339,31 @@ def _set_key(lines, section_name, key, value):
             lines.append("\n")
         lines.extend(["[%s]\n" % section_name, "%s = %s\n" % (key, raw)])
         return
-    span = section["options"].get(key)
-    if span is None:
+    names = key_spellings(section, key)
+    if not names:
         at = _section_end(section)
         if at == len(lines):
             _ensure_newline(lines)
         lines[at:at] = ["%s = %s\n" % (key, raw)]
         return
-    first, end = span
-    match = _KEY_LINE_RE.match(lines[first])
-    lead, written_key, sep = match.group("lead", "key", "sep")
-    newline = match.group("nl") or ("\n" if end < len(lines) else "")
-    lines[first:end] = ["%s%s%s%s%s" % (lead, written_key, sep if raw else sep.rstrip(" \t"), raw, newline)]
+    # From the bottom up, so the spans above stay valid: the first spelling gets the value,
+    # the others go.
+    for name in sorted(names, key=lambda name: section["options"][name][0], reverse=True):
+        first, end = section["options"][name]
+        if name == names[0]:
+            lines[first:end] = [_option_line(lines[first], lines[end - 1], raw)]
+        else:
+            del lines[first:end]
 
 
 def _del_key(lines, section_name, key):
+    """Remove ``key`` from the section, in every spelling of it."""
     section = _find_section(scan_ini(lines), section_name)
-    if section is None or key not in section["options"]:
+    if section is None:
         return
-    first, end = section["options"][key]
-    del lines[first:end]
+    for name in sorted(key_spellings(section, key), key=lambda name: section["options"][name][0], reverse=True):
+        first, end = section["options"][name]
+        del lines[first:end]
 
 
 def _del_section(lines, section_name):
@@ -266,14 +423,22 @@ def desired_repo_keys(params):
     return wanted
 
 
-def repos_conf_path(root, name):
-    """The file that holds section ``name``: repos.conf itself when it is a file."""
-    conf = os.path.join(root, "etc/portage/repos.conf")
-    if os.path.isfile(conf):
+def section_file(root, conf_name, name, what):
+    """``(RootFile, single_file)`` of the file that holds section ``name`` of the
+    configuration ``conf_name`` (``/etc/portage/repos.conf``): that file itself when it is one
+    (a single-file configuration), else ``<name>.conf`` in that directory."""
+    conf = RootFile(root, conf_name, what)
+    if os.path.isfile(conf.host):
         return conf, True
-    if os.path.exists(conf) and not os.path.isdir(conf):
-        raise InfraError("%s is neither a file nor a directory; Portage cannot read it" % conf)
-    return os.path.join(conf, "%s.conf" % name), False
+    if os.path.lexists(conf.entry) and not os.path.isdir(conf.host):
+        raise InfraError("%s is neither a file nor a directory (a dangling symlink or a special file); "
+                         "Portage cannot read it: remove it or make it a directory" % conf.label())
+    return RootFile(root, "%s/%s.conf" % (conf_name, name), what), False
+
+
+def repos_conf_file(root, name):
+    """The file that holds section ``name``: repos.conf itself when it is a file."""
+    return section_file(root, "/etc/portage/repos.conf", name, "repos.conf")
 
 
 def after_section_removal(lines, before, single_file):
@@ -293,27 +458,33 @@ def set_section_keys(lines, parser, name, wanted, same=None):
     Creates the section header when the section is missing."""
     same = same or (lambda key, current, value: current == value)
     existing = _find_section(scan_ini(lines), name)
-    own = existing["options"] if existing else {}
     for key, value in wanted.items():
         if value is None:
             _del_key(lines, name, key)
-        elif key not in own or not same(key, _ini_value(parser, name, key), value):
+        # Only a key spelled once, the way Portage reads it, can be left as it is.
+        elif (key_spellings(existing, key) if existing else []) != [key] \
+                or not same(key, _ini_value(parser, name, key), value):
             _set_key(lines, name, key, value)
     if _find_section(scan_ini(lines), name) is None:
         _set_key_header_only(lines, name)
 
 
-def section_plan(path, name, before, after, parser):
-    """FilePlan of a one-section edit, its result carrying the section's keys afterwards."""
+def section_plan(conf, name, before, after, parser):
+    """FilePlan of a one-section edit of :class:`RootFile` ``conf``, its result carrying the
+    section's keys afterwards."""
     section = {}
     if after is not None:
-        own = _find_section(scan_ini(after.splitlines(True)), name)
+        own = _find_section(scan_ini(ini_lines(after)), name)
         for key in (own["options"] if own else {}):
             section[key] = _ini_value(parser, name, key)
-    result = {"path": path, "section": section}
-    if after is None and before is None:
-        return FilePlan(path, None, None, result)
-    return FilePlan(path, before, after, result, make_dirs=_missing_dirs(path) if after is not None else ())
+    return FilePlan.for_file(conf, before, after, {"path": conf.path, "section": section})
+
+
+def _main_repo_is(lines, parser, name):
+    """Whether ``[DEFAULT] main-repo`` names ``name``, spelled once as Portage reads it."""
+    default = _find_section(scan_ini(lines), "DEFAULT")
+    return _ini_value(parser, "DEFAULT", "main-repo") == name and default is not None \
+        and key_spellings(default, "main-repo") == ["main-repo"]
 
 
 def plan_repo_conf(params):
@@ -322,12 +493,12 @@ def plan_repo_conf(params):
     if not REPO_NAME_RE.match(name or "") or name == "DEFAULT":
         raise InfraError("repository name %r is not valid: use letters, digits, '_', '+' and '-', not "
                          "starting with '+' or '-' (and not DEFAULT)" % name)
-    _check_root(root)
-    path, single_file = repos_conf_path(root, name)
-    before = _read_text(path)
+    conf, single_file = repos_conf_file(config_root(root), name)
+    path = conf.path
+    before = _read_text(conf.host, conf.label())
     if before is not None:
         parse_repos_conf_text(before, path)
-    lines = (before or "").splitlines(True)
+    lines = ini_lines(before or "")
     main_repo = params.get("main_repo")
 
     if state == "absent":
@@ -339,17 +510,18 @@ def plan_repo_conf(params):
     else:
         current = parse_repos_conf_text(before or "", path)
         set_section_keys(lines, current, name, desired_repo_keys(params))
-        if main_repo is True and _ini_value(current, "DEFAULT", "main-repo") != name:
+        if main_repo is True and not _main_repo_is(lines, current, name):
             _set_key(lines, "DEFAULT", "main-repo", name)
         elif main_repo is False and _ini_value(current, "DEFAULT", "main-repo") == name:
             _drop_main_repo(lines)
         after = "".join(lines)
 
-    plan = section_plan(path, name, before, after,
+    plan = section_plan(conf, name, before, after,
                         parse_repos_conf_text(after, path) if after is not None else None)
     section = plan.result["section"]
-    if state == "present" and ("sync-type" in section) != ("sync-uri" in section):
-        have, lack = ("sync-type", "sync-uri") if "sync-type" in section else ("sync-uri", "sync-type")
+    # Portage takes an empty value for no value: "sync-type =" is no sync-type.
+    if state == "present" and bool(section.get("sync-type")) != bool(section.get("sync-uri")):
+        have, lack = ("sync-type", "sync-uri") if section.get("sync-type") else ("sync-uri", "sync-type")
         raise InfraError("repository %s would have %s but no %s in %s; Portage needs both "
                          "(set sync_type and sync_uri together)" % (name, have, lack, path))
     return plan
@@ -568,14 +740,32 @@ def _remove_assignment(text, assignment):
     return text[:start] + text[end:]
 
 
-def make_conf_path(params):
-    root = params.get("root") or "/"
-    _check_root(root)
-    path = params.get("path") or os.path.join(root, "etc/portage/make.conf")
-    if os.path.isdir(path):
+def name_in_root(root, given_root, path, what="path"):
+    """The name the root uses for ``path``, a host path below the root (canonical ``root`` or
+    the ``given_root`` it was named by)."""
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise InfraError("%s %r must be an absolute path" % (what, path))
+    path = os.path.normpath(path)
+    for base in (root, os.path.normpath(given_root)):
+        if is_below(path, base):
+            return "/" + os.path.relpath(path, base) if path != base else "/"
+    raise InfraError("%s %s is not below root %s; give the host path of a file inside the root (or "
+                     "leave root at /)" % (what, path, given_root))
+
+
+def make_conf_file(params):
+    """:class:`RootFile` of the make.conf to edit: ``path`` (a host path inside the root) or
+    ``<root>/etc/portage/make.conf``; a directory is refused."""
+    given = params.get("root") or "/"
+    root = config_root(given)
+    if params.get("path"):
+        conf = RootFile(root, name_in_root(root, given, params["path"]), "make.conf", shown=params["path"])
+    else:
+        conf = RootFile(root, "/etc/portage/make.conf", "make.conf")
+    if os.path.isdir(conf.host):
         raise InfraError("%s is a directory (Portage reads every file in it); set path to one file in "
-                         "it, for example %s" % (path, os.path.join(path, "50-ansible.conf")))
-    return path
+                         "it, for example %s" % (conf.label(), os.path.join(conf.path, "50-ansible.conf")))
+    return conf
 
 
 def edit_make_conf(text, name, value=None, add=None, remove=None, state="present"):
@@ -593,6 +783,14 @@ def edit_make_conf(text, name, value=None, add=None, remove=None, state="present
         for assignment in reversed(assignments):
             text = _remove_assignment(text, assignment)
         return text, None
+
+    # NAME= is empty to bash, but Portage's shlex reader takes the next word for its value
+    # (and fails on what follows): written NAME="" both read it as empty.
+    if any(assignment.value_start == assignment.value_end for assignment in assignments):
+        for assignment in reversed(assignments):
+            if assignment.value_start == assignment.value_end:
+                text = _replace_value(text, assignment, '""')
+        assignments = [a for a in scan_make_conf(text) if a.name == name]
 
     if value is not None:
         wanted = dq_escape(value)
@@ -657,15 +855,14 @@ def _edit_tokens(text, name, assignments, add, remove):
 
 def plan_make_conf(params):
     """Compute the new make.conf file for the module options ``params``."""
-    path = make_conf_path(params)
-    before = _read_text(path)
+    conf = make_conf_file(params)
+    before = _read_text(conf.host, conf.label())
     state = params.get("state") or "present"
     after, value = edit_make_conf(before or "", params["name"], value=params.get("value"),
                                   add=params.get("add"), remove=params.get("remove"), state=state)
     if before is None and not after:
         after = None  # nothing to write and nothing there
-    result = {"path": path, "value": value}
-    return FilePlan(path, before, after, result, make_dirs=_missing_dirs(path) if after is not None else ())
+    return FilePlan.for_file(conf, before, after, {"path": conf.path, "value": value})
 
 
 # --------------------------------------------------------------------------- writing
@@ -690,20 +887,21 @@ def run_file_plan(module, planner, what):
 def apply_file_plan(module, plan):
     """Write (or remove) ``plan`` through ``module``; returns ``changed`` including attributes."""
     changed = plan.changed
+    # A symlinked make.conf (kept in a git checkout, say) stays a symlink: the plan's target is
+    # the file it leads to, found inside the root.
+    target = plan.target
     if module.check_mode:
-        if plan.after is not None and not changed and os.path.exists(plan.path):
-            file_args = module.load_file_common_arguments(module.params, path=plan.path)
+        if plan.after is not None and not changed and os.path.exists(target):
+            file_args = module.load_file_common_arguments(module.params, path=target)
             changed = module.set_fs_attributes_if_different(file_args, changed)
         return changed
     if plan.after is None:
         if plan.before is not None:
-            os.unlink(plan.path)
+            os.unlink(plan.entry)
         return changed
     for directory in plan.make_dirs:
         os.mkdir(directory)
         os.chmod(directory, 0o755)
-    # A symlinked make.conf (kept in a git checkout, say) stays a symlink: write its target.
-    target = os.path.realpath(plan.path) if os.path.islink(plan.path) else plan.path
     if changed:
         new_file = not os.path.exists(target)
         fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(target), suffix=".tmp",

@@ -38,9 +38,13 @@ description:
     fetches into the object store, new clones aside) before anything visible changes. A bad
     input or a version the remote does not have fails with nothing changed.
   - Files are written atomically (temporary file in the same directory, then a rename).
-    Symlinks in the chroot are followed only while they stay inside the chroot; an absolute
-    symlink (resolved on the host) is refused, except C(etc/resolv.conf), which is replaced
-    by a file instead of being written through.
+  - Every path in the chroot is resolved the way the chroot itself resolves it; a symbolic
+    link is followed inside the chroot (an absolute target starts again at O(root)), so
+    C(etc/portage -> /etc/elsewhere) or C(var/db/repos -> /) lead to the chroot's own
+    directories, never to the host's. A link whose target the chroot does not have is refused
+    with a message naming the link and where it leads. A link at a repository location itself
+    is replaced by the clone, and C(etc/resolv.conf) as a link is replaced by a file instead
+    of being written through.
 author:
   - gentoo_binhost.infra maintainers (@gentoo-binhost)
 requirements:

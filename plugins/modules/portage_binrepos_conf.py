@@ -23,9 +23,20 @@ description:
     mode 0644 (unless O(mode) says otherwise).
   - The file is read the way Portage reads it (Python C(configparser) with basic interpolation
     and Portage's defaults C(EPREFIX), C(EROOT), C(ROOT), C(PORTAGE_CONFIGROOT), C(frozen);
-    case-insensitive key names), and every result is re-read that way before it is written.
+    case-insensitive key names; values stripped of surrounding blanks; lines ended by C(\n),
+    C(\r\n) or C(\r)), and every result is re-read that way before it is written.
     A C(%) in a value is written as C(%%). Boolean keys (C(verify-signature), C(frozen)) are
     written as V(true)/V(false); an existing V(yes)/V(no) of the same meaning is left alone.
+  - An empty value (C(sync-uri =)) gets the new value in place. Portage reads only the C(-)
+    spelling of a key (C(sync-uri), never C(sync_uri)). A key this module sets or removes
+    replaces every spelling of it in the section, in any case and with C(_) for C(-), so no
+    second, conflicting line is left behind; the line kept is written with C(-).
+  - Paths are resolved the way a process inside O(root) resolves them; a symbolic link in a
+    chroot is followed inside the chroot (an absolute target starts again at O(root)), so a
+    chroot's C(etc/portage -> /etc/elsewhere) leads to the chroot's own C(/etc/elsewhere), never
+    to the host's. A link whose target O(root) does not have is refused with a message naming
+    the link and where it leads; nothing is created behind it. With the default O(root=/)
+    this is plain path resolution.
   - Portage ignores a binary repository without C(sync-uri), so O(sync_uri) is required with
     O(state=present), and nothing is written on any error.
 author:
@@ -48,7 +59,8 @@ options:
   root:
     description:
       - The system or chroot root whose C(etc/portage/binrepos.conf) is managed. Must be an
-        existing directory given as an absolute path.
+        existing directory given as an absolute path. Paths below it are resolved as the root
+        itself sees them (see the description).
     type: path
     default: /
   name:

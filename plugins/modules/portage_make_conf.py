@@ -30,6 +30,16 @@ description:
     are escaped, so O(value) and the tokens are literal text, never expanded.
   - A plain double-quoted value keeps its line layout on O(add)/O(remove); other quoting is
     rewritten as one double-quoted line.
+  - Variable names are case-sensitive, as for bash and Portage (C(features) is not
+    C(FEATURES)). An assignment of the variable with nothing after C(=) (C(NAME=)) is
+    rewritten as C(NAME=""); bash reads it as empty, but Portage's make.conf reader takes the
+    next word as its value.
+  - Paths are resolved the way a process inside O(root) resolves them; a symbolic link in a
+    chroot is followed inside the chroot (an absolute target starts again at O(root)), so a
+    chroot's C(etc/portage -> /etc/elsewhere) leads to the chroot's own C(/etc/elsewhere), never
+    to the host's. A link whose target O(root) does not have is refused with a message naming
+    the link and where it leads; nothing is created behind it. With the default O(root=/)
+    this is plain path resolution.
 author:
   - gentoo_binhost.infra maintainers (@gentoo-binhost)
 attributes:
@@ -48,12 +58,16 @@ extends_documentation_fragment:
   - gentoo_binhost.infra.attributes
 options:
   root:
-    description: The system or chroot root. Must be an existing directory.
+    description:
+      - The system or chroot root. Must be an existing directory given as an absolute path.
+        Paths below it are resolved as the root itself sees them (see the description).
     type: path
     default: /
   path:
     description:
-      - The file to edit. Defaults to C(<root>/etc/portage/make.conf).
+      - The file to edit, as a host path. Defaults to C(<root>/etc/portage/make.conf).
+      - With a chroot O(root) it must be below O(root), and it is resolved inside the root like
+        the default; a path outside the root is refused.
       - When C(make.conf) is a directory (Portage reads every file in it), O(path) must name
         one file inside it; a directory is refused.
     type: path

@@ -21,11 +21,22 @@ description:
     the end of the section. Missing directories are created with mode 0755, a new file with
     mode 0644 (unless O(mode) says otherwise).
   - The file is read the way Portage reads it (Python C(configparser) with basic
-    interpolation, case-insensitive key names), and every result is re-read that way before it
-    is written. A C(%) in a value is written as C(%%), since a lone C(%) makes Portage ignore
-    the whole repos.conf.
-  - Portage needs C(sync-type) and C(sync-uri) together; a result with only one of them is
-    refused and nothing is written.
+    interpolation and Portage's defaults C(EPREFIX), C(EROOT), C(ROOT), C(PORTAGE_CONFIGROOT);
+    case-insensitive key names; values stripped of surrounding blanks; lines ended by C(\n),
+    C(\r\n) or C(\r)), and every result is re-read that way before it is written. A C(%) in a
+    value is written as C(%%), since a lone C(%) makes Portage ignore the whole repos.conf.
+  - An empty value (C(sync-type =), as stages ship it) gets the new value in place. Portage
+    reads only the C(-) spelling of a key (C(sync-uri), never C(sync_uri)). A key this module
+    sets or removes replaces every spelling of it in the section, in any case and with C(_)
+    for C(-), so no second, conflicting line is left behind; the line kept is written with C(-).
+  - Portage needs C(sync-type) and C(sync-uri) together, and takes an empty value for none; a
+    result with only one of them set is refused and nothing is written.
+  - Paths are resolved the way a process inside O(root) resolves them; a symbolic link in a
+    chroot is followed inside the chroot (an absolute target starts again at O(root)), so a
+    chroot's C(etc/portage -> /etc/elsewhere) leads to the chroot's own C(/etc/elsewhere), never
+    to the host's. A link whose target O(root) does not have is refused with a message naming
+    the link and where it leads; nothing is created behind it. With the default O(root=/)
+    this is plain path resolution.
 author:
   - gentoo_binhost.infra maintainers (@gentoo-binhost)
 attributes:
@@ -46,7 +57,8 @@ options:
   root:
     description:
       - The system or chroot root whose C(etc/portage/repos.conf) is managed. Must be an
-        existing directory.
+        existing directory given as an absolute path. Paths below it are resolved as the root
+        itself sees them (see the description).
     type: path
     default: /
   name:

@@ -80,7 +80,7 @@ def test_four_passes(root, upstream):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"root": "/"}, "is the host's /"),
+    ({"root": "/"}, "resolves to the host's / ; give the path of a chroot"),
     ({"repositories": [{"name": "gentoo", "url": "x", "version": "v1", "location": "/var/../../etc"}]},
      "without '.' or '..'"),
     ({"repositories": [{"name": "+bad", "url": "x", "version": "v1"}]}, "is not a Portage repository name"),
@@ -97,3 +97,38 @@ def test_bad_input_fails_and_changes_nothing(root, upstream, change, message):
     assert result["_rc"] != 0 and result["failed"] is True
     assert message in result["msg"], result["msg"]
     assert tree(root) == before
+
+
+def test_absolute_links_in_the_chroot_are_followed_inside_it(root, upstream, tmp_path):
+    """etc/portage and var/db/repos as absolute links, as a chroot sees them; the host's
+    directories of the same names are never touched."""
+    bare, commit = upstream
+    host_portage = tmp_path / "host/etc-portage"
+    host_repos = tmp_path / "host/repos"
+    (host_portage / "repos.conf").mkdir(parents=True)
+    (host_portage / "make.conf").write_text('FEATURES="host"\n')
+    (host_portage / "repos.conf/gentoo.conf").write_text("[gentoo]\nlocation = /host\n")
+    (host_repos / "gentoo/profiles").mkdir(parents=True)
+    (host_repos / "gentoo/profiles/repo_name").write_text("host\n")
+    host_before = tree(tmp_path / "host")
+    for rel, target in (("etc/portage", host_portage), ("var/db/repos", host_repos)):
+        inside = root / str(target).lstrip("/")
+        inside.parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).rename(inside)
+        (root / rel).symlink_to(target)
+    args = role_args(root, bare)
+    check = run_module(MODULE, args, check=True)
+    assert check["_rc"] == 0 and check["changed"] is True, check
+    apply = run_module(MODULE, args)
+    assert apply["_rc"] == 0 and apply["changed"] is True, apply
+    chroot_portage = root / str(host_portage).lstrip("/")
+    chroot_repos = root / str(host_repos).lstrip("/")
+    assert git("rev-parse", "HEAD", cwd=chroot_repos / "gentoo") == commit
+    assert git("rev-parse", "HEAD", cwd=chroot_repos / "overlay") == commit
+    assert "main-repo = gentoo" in (chroot_portage / "repos.conf/gentoo.conf").read_text()
+    assert 'PKGDIR="/var/cache/binpkgs"' in (chroot_portage / "make.conf").read_text()
+    assert (chroot_portage / "mirrors").read_text() == "local http://127.0.0.1:8080\n"
+    assert tree(tmp_path / "host") == host_before
+    again = run_module(MODULE, args)
+    assert again["_rc"] == 0 and again["changed"] is False, again
+    assert tree(tmp_path / "host") == host_before

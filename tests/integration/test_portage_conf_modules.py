@@ -9,6 +9,7 @@ from ansible_run import ROOT, run_module, tree_snapshot as tree
 
 REPO_MODULE = "gentoo_binhost.infra.portage_repo_conf"
 MAKE_MODULE = "gentoo_binhost.infra.portage_make_conf"
+BINREPO_MODULE = "gentoo_binhost.infra.portage_binrepos_conf"
 BIN = Path(sys.executable).parent
 
 MAKE_CONF = """\
@@ -258,6 +259,171 @@ def test_make_conf_refuses_directory_without_path_and_missing_root(root, tmp_pat
     assert result["failed"] and "is a directory" in result["msg"] and "set path to one file" in result["msg"]
     result = run_module(MAKE_MODULE, {"root": str(tmp_path / "nope"), "name": "FEATURES", "add": ["x"]})
     assert result["failed"] and "does not exist or is not a directory" in result["msg"]
+    assert tree(tmp_path) == before
+
+
+# --------------------------------------------------------------------------- what stages ship
+
+STAGE_GENTOO_CONF = """\
+# from the stage
+[DEFAULT]
+main-repo = gentoo
+
+[gentoo]
+location = /var/db/repos/gentoo
+sync-type =
+sync-uri =
+auto-sync = yes
+"""
+
+
+def test_repo_conf_fills_the_empty_values_a_stage_ships(root):
+    conf = root / "etc/portage/repos.conf"
+    conf.mkdir(parents=True)
+    (conf / "gentoo.conf").write_text(STAGE_GENTOO_CONF.replace("/var/db/repos/gentoo",
+                                                                str(root / "var/db/repos/gentoo")))
+    args = {"root": str(root), "name": "gentoo", "sync_type": "git", "sync_uri": "git://x/g.git"}
+    _check, apply, _again = four_passes(REPO_MODULE, args, root)
+    assert apply["section"]["sync-type"] == "git" and apply["section"]["sync-uri"] == "git://x/g.git"
+    text = (conf / "gentoo.conf").read_text()
+    assert "sync-type = git\nsync-uri = git://x/g.git\nauto-sync = yes\n" in text
+    gentoo = portageq(root, "repos_config", "%s/" % root).stdout.split("[gentoo]\n", 1)[1]
+    assert "sync-type = git\n" in gentoo and "sync-uri = git://x/g.git\n" in gentoo
+
+
+def test_make_conf_empty_unquoted_value_is_what_portage_reads(root):
+    (root / "etc/portage").mkdir(parents=True)
+    target = root / "etc/portage/make.conf"
+    target.write_text('FEATURES=\nCFLAGS="-O2"')
+    # Nothing to remove, but Portage reads FEATURES= as FEATURES=CFLAGS and then fails on the rest.
+    args = {"root": str(root), "name": "FEATURES", "remove": ["getbinpkg"]}
+    _check, apply, _again = four_passes(MAKE_MODULE, args, root)
+    assert apply["value"] == "" and target.read_text() == 'FEATURES=""\nCFLAGS="-O2"'
+    assert portageq(root, "envvar", "CFLAGS").stdout.strip() == "-O2"
+    assert bash_value(target, "FEATURES") == ""
+
+
+# --------------------------------------------------------------------------- links inside the root
+
+def host_dir(tmp_path, name, files):
+    """A directory of the host's own that an absolute link in the root names."""
+    path = tmp_path / name
+    for rel, text in files.items():
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (path / rel).write_text(text)
+    return path
+
+
+def root_link(root, rel, target):
+    """Make ``rel`` of the root an absolute link to ``target``; the directory the root sees
+    there (``target`` inside the root) is made, holding what ``rel`` held."""
+    inside = root / str(target).lstrip("/")
+    inside.parent.mkdir(parents=True, exist_ok=True)
+    if (root / rel).exists():
+        (root / rel).rename(inside)
+    else:
+        inside.mkdir()
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).symlink_to(target)
+    return inside
+
+
+HOST_FILES = {"make.conf": 'FEATURES="host"\n', "repos.conf/gentoo.conf": "[gentoo]\nlocation = /host\n",
+              "binrepos.conf/company.conf": "[company]\nsync-uri = https://host.example.org\n"}
+
+
+@pytest.mark.parametrize("module,args,written,text", [
+    (REPO_MODULE, {"name": "gentoo", "location": "/var/db/repos/gentoo", "sync_type": "git",
+                   "sync_uri": "git://x/g.git"},
+     "repos.conf/gentoo.conf", "[gentoo]\nlocation = /var/db/repos/gentoo\nsync-type = git\nsync-uri = git://x/g.git\n"),
+    (MAKE_MODULE, {"name": "FEATURES", "add": ["getbinpkg"]}, "make.conf", 'FEATURES="getbinpkg"\n'),
+    (BINREPO_MODULE, {"name": "company", "sync_uri": "https://b.example.org", "verify_signature": True},
+     "binrepos.conf/company.conf", "[company]\nsync-uri = https://b.example.org\nverify-signature = true\n"),
+])
+def test_absolute_etc_portage_link_is_followed_inside_the_root(root, tmp_path, module, args, written, text):
+    host = host_dir(tmp_path, "host-portage", HOST_FILES)
+    host_before = tree(host)
+    inside = root_link(root, "etc/portage", host)
+    args = dict(args, root=str(root))
+    _check, apply, _again = four_passes(module, args, root)
+    assert apply["path"] == str(root / "etc/portage" / written)
+    assert (inside / written).read_text() == text
+    assert tree(host) == host_before
+    gone = dict({k: v for k, v in args.items() if k in ("root", "name")}, state="absent")
+    assert run_module(module, gone)["changed"] is True
+    if module == MAKE_MODULE:  # the variable goes, the file stays
+        assert (inside / written).read_text() == ""
+    else:
+        assert not (inside / written).exists()
+    assert tree(host) == host_before
+
+
+@pytest.mark.parametrize("module,args,conf,written", [
+    (REPO_MODULE, {"name": "gentoo", "location": "/var/db/repos/gentoo"}, "repos.conf", "gentoo.conf"),
+    (BINREPO_MODULE, {"name": "company", "sync_uri": "https://b.example.org"}, "binrepos.conf", "company.conf"),
+])
+def test_absolute_conf_directory_link_is_followed_inside_the_root(root, tmp_path, module, args, conf, written):
+    host = host_dir(tmp_path, "host-" + conf, {written: "[%s]\nlocation = /host\n" % args["name"]})
+    host_before = tree(host)
+    inside = root_link(root, "etc/portage/" + conf, host)
+    result = run_module(module, dict(args, root=str(root)))
+    assert result["changed"] is True, result
+    assert "[%s]\n" % args["name"] in (inside / written).read_text()
+    assert tree(host) == host_before
+
+
+def test_make_conf_link_to_a_host_file_is_followed_inside_the_root(root, tmp_path):
+    host = host_dir(tmp_path, "host-etc", {"make.conf": 'FEATURES="host"\n'})
+    host_before = tree(host)
+    (root / "etc/portage").mkdir(parents=True)
+    (root / str(host).lstrip("/")).mkdir(parents=True)
+    (root / str(host).lstrip("/") / "make.conf").write_text('FEATURES="chroot"\n')
+    (root / "etc/portage/make.conf").symlink_to(host / "make.conf")
+    result = run_module(MAKE_MODULE, {"root": str(root), "name": "FEATURES", "add": ["getbinpkg"]})
+    assert result["changed"] is True and result["value"] == "chroot getbinpkg", result
+    assert (root / "etc/portage/make.conf").is_symlink()
+    assert (root / str(host).lstrip("/") / "make.conf").read_text() == 'FEATURES="chroot getbinpkg"\n'
+    assert tree(host) == host_before
+
+
+@pytest.mark.parametrize("module,args,rel", [
+    (REPO_MODULE, {"name": "gentoo", "location": "/x"}, "etc/portage"),
+    (REPO_MODULE, {"name": "gentoo", "location": "/x"}, "etc/portage/repos.conf"),
+    (MAKE_MODULE, {"name": "FEATURES", "add": ["x"]}, "etc/portage"),
+    (BINREPO_MODULE, {"name": "company", "sync_uri": "https://b.example.org"}, "etc/portage"),
+])
+def test_link_to_what_the_root_does_not_have_is_refused(root, tmp_path, module, args, rel):
+    host = host_dir(tmp_path, "host-only", HOST_FILES)
+    host_before = tree(host)
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).symlink_to(host)
+    before = tree(root)
+    result = run_module(module, dict(args, root=str(root)))
+    assert result["failed"] is True and "exception" not in result, result
+    assert "/%s is a symlink to %s, and " % (rel, host) in result["msg"], result["msg"]
+    assert "leads out of the chroot, to %s outside the chroot" % host in result["msg"]
+    assert tree(root) == before and tree(host) == host_before
+
+
+def test_default_root_is_the_host_resolved_plainly(tmp_path):
+    # root / is the host itself: its links are the host's own and are followed as usual.
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    args = {"name": "FEATURES", "add": ["getbinpkg"], "path": str(tmp_path / "link/make.conf")}
+    _check, apply, _again = four_passes(MAKE_MODULE, args, tmp_path)
+    assert apply["path"] == args["path"] and (real / "make.conf").read_text() == 'FEATURES="getbinpkg"\n'
+    if not Path("/etc/portage").exists():
+        check = run_module(REPO_MODULE, {"name": "gentoo", "location": "/var/db/repos/gentoo"}, check=True)
+        assert check["changed"] is True and check["path"] == "/etc/portage/repos.conf/gentoo.conf", check
+        assert not Path("/etc/portage").exists()
+
+
+def test_make_conf_path_outside_a_chroot_root_is_refused(root, tmp_path):
+    before = tree(tmp_path)
+    result = run_module(MAKE_MODULE, {"root": str(root), "path": str(tmp_path / "elsewhere.conf"),
+                                      "name": "FEATURES", "add": ["x"]})
+    assert result["failed"] is True and "is not below root %s" % root in result["msg"], result
     assert tree(tmp_path) == before
 
 

@@ -162,3 +162,66 @@ def test_root_that_is_not_a_directory_and_broken_layouts_are_refused(tmp_path):
     with pytest.raises(InfraError, match="cannot be read by Portage's binrepos.conf parser"):
         plan_binrepo_conf(params(tmp_path))
     assert broken.read_text() == "[company]\nsync-uri = http://a/%zz\n"
+
+
+def hand_file(root_dir, text):
+    conf = root_dir / "etc/portage/binrepos.conf"
+    conf.mkdir(parents=True)
+    (conf / "company.conf").write_text(text)
+    return conf / "company.conf"
+
+
+@pytest.mark.parametrize("empty", ["sync-uri =\npriority =\n", "sync-uri:\npriority:  \n", "sync-uri=\npriority=",
+                                   "priority = \t\nsync-uri ="])
+def test_empty_values_get_the_value_in_place(tmp_path, empty):
+    hand_file(tmp_path, "# stage\n[company]\n" + empty)
+    plan = write(plan_binrepo_conf(params(tmp_path, priority=3)))
+    assert len(plan.after.splitlines()) == 4 and plan.after.startswith("# stage\n[company]\n")
+    got = portage_reads(tmp_path, "company")
+    assert (got["sync_uri"], got["priority"]) == ("https://binhost.example.org/desktop", 3)
+    assert not plan_binrepo_conf(params(tmp_path, priority=3)).changed
+
+
+def test_empty_verify_signature_is_false_to_portage_and_gets_the_value(tmp_path):
+    path = hand_file(tmp_path, "[company]\nsync-uri = https://binhost.example.org/desktop\nverify-signature =\n")
+    assert portage_reads(tmp_path, "company")["verify_signature"] is False
+    write(plan_binrepo_conf(params(tmp_path, verify_signature=True)))
+    assert path.read_text() == "[company]\nsync-uri = https://binhost.example.org/desktop\nverify-signature = true\n"
+    assert portage_reads(tmp_path, "company")["verify_signature"] is True
+
+
+def test_trailing_blanks_are_no_change(tmp_path):
+    hand_file(tmp_path, "[company]\nsync-uri = https://binhost.example.org/desktop  \t\npriority = 4 \n")
+    assert portage_reads(tmp_path, "company")["sync_uri"] == "https://binhost.example.org/desktop"
+    assert not plan_binrepo_conf(params(tmp_path, priority=4)).changed
+
+
+def test_underscore_spelling_is_replaced_not_doubled(tmp_path):
+    # BinRepoConfig reads opts.get("sync-uri"): "sync_uri" is ignored, and the section with it.
+    path = hand_file(tmp_path, "[company]\nsync_uri = https://old.example.org\nVerify_Signature = false\n"
+                               "priority = 1\n")
+    assert portage_reads(tmp_path) == {}
+    write(plan_binrepo_conf(params(tmp_path, verify_signature=True)))
+    assert path.read_text() == ("[company]\nsync-uri = https://binhost.example.org/desktop\n"
+                                "Verify-Signature = true\npriority = 1\n")
+    got = portage_reads(tmp_path, "company")
+    assert (got["sync_uri"], got["verify_signature"], got["priority"]) == \
+        ("https://binhost.example.org/desktop", True, 1)
+    assert not plan_binrepo_conf(params(tmp_path, verify_signature=True)).changed
+
+
+def test_other_case_is_the_same_key(tmp_path):
+    path = hand_file(tmp_path, "[company]\nSYNC-URI = https://old.example.org\nVerify-Signature = No\n")
+    write(plan_binrepo_conf(params(tmp_path, verify_signature=True)))
+    assert path.read_text() == "[company]\nSYNC-URI = https://binhost.example.org/desktop\nVerify-Signature = true\n"
+    assert portage_reads(tmp_path, "company")["verify_signature"] is True
+
+
+@pytest.mark.parametrize("text", ["[company]\nsync-uri = https://old.example.org", "[company]\npriority = 1\nsync-uri =",
+                                  "[company]"])
+def test_section_at_the_end_without_final_newline(tmp_path, text):
+    hand_file(tmp_path, text)
+    plan = write(plan_binrepo_conf(params(tmp_path, location="/var/cache/binhost/co")))
+    assert plan.after.startswith(text.split("sync-uri")[0])
+    got = portage_reads(tmp_path, "company")
+    assert (got["sync_uri"], got["location"]) == ("https://binhost.example.org/desktop", "/var/cache/binhost/co")

@@ -1,5 +1,6 @@
 """chroot_portage_setup's logic with real git (bare repositories, git daemon) and real files."""
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -370,7 +371,7 @@ def test_bad_repository_is_refused_and_nothing_changes(root, upstream, resolv, r
 def test_refused_roots_and_repository_sets(root, upstream, resolv, tmp_path):
     upstream.commit(tag="v1")
     one = {"name": "gentoo", "url": str(upstream.bare), "version": "v1", "main": True}
-    with pytest.raises(ChrootSetupError, match="is the host's /"):
+    with pytest.raises(ChrootSetupError, match="resolves to the host's / ; give the path of a chroot"):
         setup({"root": "/", "repositories": [one]}, resolv)
     (tmp_path / "file").write_text("")
     with pytest.raises(ChrootSetupError, match="is not a directory"):
@@ -404,3 +405,133 @@ def test_single_file_repos_conf_gets_both_sections(root, upstream, resolv):
     text = (root / "etc/portage/repos.conf").read_text()
     assert "[gentoo]" in text and "[overlay]" in text and "main-repo = gentoo" in text
     assert setup(params_for(root, repos), resolv)["changed"] is False
+
+
+# --------------------------------------------------------------------------- links inside the chroot
+
+def host_dir(tmp_path, name, files):
+    """A directory of the host's own (in tmp) that a chroot's absolute link names."""
+    path = tmp_path / name
+    for rel, text in files.items():
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (path / rel).write_text(text)
+    return path
+
+
+def chroot_link(root, rel, target):
+    """Make ``rel`` in the chroot an absolute link to ``target``, moving what was there to
+    ``target`` inside the chroot (where the chroot sees the link lead)."""
+    inside = root / str(target).lstrip("/")
+    inside.parent.mkdir(parents=True, exist_ok=True)
+    if (root / rel).exists():
+        (root / rel).rename(inside)
+    else:
+        inside.mkdir()
+    (root / rel).symlink_to(target)
+    return inside
+
+
+def test_absolute_etc_portage_link_is_followed_inside_the_chroot(root, upstream, resolv, tmp_path):
+    upstream.commit(tag="v1")
+    host = host_dir(tmp_path, "host-portage", {"make.conf": "FEATURES=host\n", "mirrors": "local http://host\n",
+                                               "repos.conf/gentoo.conf": "[gentoo]\nlocation = /host\n"})
+    host_before = tree(host)
+    inside = chroot_link(root, "etc/portage", host)
+    params = params_for(root, [{"name": "gentoo", "url": str(upstream.bare), "version": "v1", "main": True}])
+    check = setup(params, resolv, check=True)
+    assert check["changed"] is True and tree(host) == host_before
+    result = setup(params, resolv)
+    assert result["changed"] is True
+    assert (inside / "make.conf").read_text().startswith('# from the stage\nCOMMON_FLAGS="-O2 -pipe"\n')
+    assert 'PKGDIR="/var/cache/binpkgs"' in (inside / "make.conf").read_text()
+    assert (inside / "mirrors").read_text() == "local http://127.0.0.1:8080\n"
+    assert "location = /var/db/repos/gentoo\n" in (inside / "repos.conf/gentoo.conf").read_text()
+    assert (root / "etc/portage").is_symlink()
+    assert tree(host) == host_before
+    assert setup(params, resolv)["changed"] is False
+
+
+def test_absolute_repos_conf_link_is_followed_inside_the_chroot(root, upstream, resolv, tmp_path):
+    upstream.commit(tag="v1")
+    host = host_dir(tmp_path, "host-repos.conf", {"gentoo.conf": "[gentoo]\nlocation = /host\n"})
+    host_before = tree(host)
+    inside = chroot_link(root, "etc/portage/repos.conf", host)
+    setup(params_for(root, [{"name": "gentoo", "url": str(upstream.bare), "version": "v1"}]), resolv)
+    assert "sync-uri = %s\n" % upstream.bare in (inside / "gentoo.conf").read_text()
+    assert tree(host) == host_before
+
+
+def test_absolute_etc_link_is_followed_for_resolv_conf_too(root, resolv, tmp_path):
+    host = host_dir(tmp_path, "host-etc", {"resolv.conf": "nameserver 198.51.100.1\n", "portage/make.conf": "X=1\n"})
+    host_before = tree(host)
+    inside = chroot_link(root, "etc", host)
+    result = setup({"root": str(root), "local_mirror": "http://127.0.0.1:8080"}, resolv)
+    assert result["changed"] is True
+    assert (inside / "resolv.conf").read_text() == resolv.read_text()
+    assert (inside / "portage/mirrors").read_text() == "local http://127.0.0.1:8080\n"
+    assert tree(host) == host_before
+    # A link at resolv.conf itself is replaced, wherever it leads.
+    (inside / "resolv.conf").unlink()
+    (inside / "resolv.conf").symlink_to(host / "resolv.conf")
+    setup({"root": str(root)}, resolv)
+    assert not (inside / "resolv.conf").is_symlink() and tree(host) == host_before
+
+
+@pytest.mark.parametrize("target", ["HOST", "/"])
+def test_absolute_link_above_a_location_is_followed_inside_the_chroot(root, upstream, resolv, tmp_path, target):
+    v1 = upstream.commit(tag="v1")
+    host = host_dir(tmp_path, "host-repos", {"gentoo/profiles/repo_name": "host-tree\n", "keep": "x\n"})
+    host_before = tree(host)
+    link_target = host if target == "HOST" else Path("/")
+    slash_gentoo = os.path.lexists("/gentoo")
+    inside = chroot_link(root, "var/db/repos", link_target) if target == "HOST" else root
+    if target == "/":
+        shutil.rmtree(root / "var/db/repos")
+        (root / "var/db/repos").symlink_to("/")
+    params = params_for(root, [{"name": "gentoo", "url": str(upstream.bare), "version": "v1", "main": True}])
+    result = setup(params, resolv)
+    assert result["commits"] == {"gentoo": v1}
+    assert head(inside / "gentoo") == v1 and not (inside / "gentoo/from-the-stage").exists()
+    assert tree(host) == host_before
+    assert os.path.lexists("/gentoo") == slash_gentoo
+    assert "location = /var/db/repos/gentoo\n" in (root / "etc/portage/repos.conf/gentoo.conf").read_text()
+    assert setup(params, resolv)["changed"] is False
+
+
+def test_link_at_the_location_is_replaced_not_followed(root, upstream, resolv, tmp_path):
+    v1 = upstream.commit(tag="v1")
+    host = host_dir(tmp_path, "host-tree", {"profiles/repo_name": "host\n"})
+    host_before = tree(host)
+    shutil.rmtree(root / "var/db/repos/gentoo")
+    (root / "var/db/repos/gentoo").symlink_to(host)
+    setup(params_for(root, [{"name": "gentoo", "url": str(upstream.bare), "version": "v1"}]), resolv)
+    gentoo = root / "var/db/repos/gentoo"
+    assert not gentoo.is_symlink() and head(gentoo) == v1 and tree(host) == host_before
+
+
+def test_two_locations_one_place_through_a_link_are_refused(root, upstream, resolv):
+    upstream.commit(tag="v1")
+    (root / "srv").mkdir()
+    (root / "srv/repos").symlink_to("/var/db/repos")
+    before = tree(root)
+    one = {"name": "gentoo", "url": str(upstream.bare), "version": "v1"}
+    with pytest.raises(ChrootSetupError, match="share a location"):
+        setup(params_for(root, [one, dict(one, name="other", location="/srv/repos/gentoo")]), resolv)
+    assert tree(root) == before
+
+
+@pytest.mark.parametrize("rel", ["etc/portage", "etc/portage/repos.conf", "var/db/repos"])
+def test_link_to_what_the_chroot_does_not_have_is_refused(root, upstream, resolv, tmp_path, rel):
+    upstream.commit(tag="v1")
+    host = host_dir(tmp_path, "host-only", {"gentoo.conf": "[gentoo]\n", "make.conf": "X=1\n"})
+    host_before = tree(host)
+    if (root / rel).exists():
+        shutil.rmtree(root / rel)
+    (root / rel).symlink_to(host)
+    before = tree(root)
+    with pytest.raises(ChrootSetupError) as refused:
+        setup(params_for(root, [{"name": "gentoo", "url": str(upstream.bare), "version": "v1"}]), resolv)
+    message = str(refused.value)
+    assert "/%s is a symlink to %s, and " % (rel, host) in message and "does not exist inside that root" in message
+    assert "followed from the host it leads out of the chroot, to %s outside the chroot" % host in message
+    assert tree(root) == before and tree(host) == host_before

@@ -391,3 +391,202 @@ def test_root_must_be_a_directory(tmp_path):
     for root in (tmp_path / "nope", tmp_path / "file"):
         with pytest.raises(InfraError, match="does not exist or is not a directory"):
             plan_repo_conf(dict(root=str(root), name="gentoo", location="/x"))
+
+
+# --------------------------------------------------------------------------- read as Portage reads
+
+# The interpolation defaults RepoConfigLoader gives its parser for a root seen from inside.
+REPOS_DEFAULTS = {"EPREFIX": "", "EROOT": "/", "PORTAGE_CONFIGROOT": "/", "ROOT": "/", "sync-rsync-extra-opts": ""}
+
+
+def portage_repos(text, tmp_path):
+    """The repositories Portage's own repos.conf loader (RepoConfigLoader._parse) makes of ``text``."""
+    loader = pytest.importorskip("portage.repository.config").RepoConfigLoader
+    path = tmp_path / "portage-reads.conf"
+    path.write_text(text)
+    prepos = {}
+    loader._parse([str(path)], prepos, True, dict(REPOS_DEFAULTS))
+    return prepos
+
+
+def plan_gentoo(tmp_path, text, **params):
+    return plan_repo_conf(dict(params, root=repo_root(tmp_path, text), name="gentoo"))
+
+
+@pytest.mark.parametrize("empty", [
+    "sync-type =\nsync-uri =\n",  # what stages ship
+    "sync-type:\nsync-uri:\n",
+    "sync-type=\nsync-uri=\n",
+    "sync-type =   \nsync-uri = \t\n",  # blanks after the delimiter
+    "sync-type =\nsync-uri =",  # and no final newline
+])
+def test_repos_conf_empty_values_get_the_value_in_place(tmp_path, empty):
+    text = "# stage\n[DEFAULT]\nmain-repo = gentoo\n\n[gentoo]\nlocation = /var/db/repos/gentoo\n" + empty
+    plan = plan_gentoo(tmp_path, text, sync_type="git", sync_uri="git://x/g.git")
+    lines = plan.after.splitlines()
+    assert lines[:6] == text.splitlines()[:6]
+    assert len(lines) == 8 and lines[6].startswith("sync-type") and lines[7].startswith("sync-uri")
+    assert plan.after.endswith("\n") == empty.endswith("\n")
+    gentoo = portage_repos(plan.after, tmp_path)["gentoo"]
+    assert (gentoo.sync_type, gentoo.sync_uri) == ("git", "git://x/g.git")
+    assert plan.result["section"] == {"location": "/var/db/repos/gentoo", "sync-type": "git",
+                                      "sync-uri": "git://x/g.git"}
+    again = plan_repo_conf(dict(root=str(tmp_path), name="gentoo", sync_type="git", sync_uri="git://x/g.git"))
+    assert again.before == text and again.changed  # the plan above was not written
+
+
+def test_repos_conf_empty_value_keeps_the_spelling_around_the_delimiter(tmp_path):
+    plan = plan_gentoo(tmp_path, "[gentoo]\nlocation = /x\nsync-depth =\npriority=\nauto-sync:\n",
+                       priority=5, auto_sync=False, options={"sync-depth": 1})
+    assert plan.after == "[gentoo]\nlocation = /x\nsync-depth = 1\npriority=5\nauto-sync:no\n"
+    repo = portage_repos(plan.after, tmp_path)["gentoo"]
+    assert (repo.sync_depth, repo.priority, repo.auto_sync) == ("1", 5, "no")
+
+
+def test_repos_conf_value_set_to_empty_and_back(tmp_path):
+    plan = plan_gentoo(tmp_path, "[gentoo]\nlocation = /x\nsync-depth = 1   \n", options={"sync-depth": ""})
+    assert plan.after == "[gentoo]\nlocation = /x\nsync-depth =\n"
+    assert portage_repos(plan.after, tmp_path)["gentoo"].sync_depth == ""
+
+
+def test_repos_conf_trailing_blanks_are_no_change(tmp_path):
+    text = "[gentoo]\nlocation = /var/db/repos/gentoo  \t\nsync-type = git \nsync-uri = git://x/g.git   \n"
+    plan = plan_gentoo(tmp_path, text, location="/var/db/repos/gentoo", sync_type="git", sync_uri="git://x/g.git")
+    assert not plan.changed
+    gentoo = portage_repos(text, tmp_path)["gentoo"]
+    assert (gentoo.location, gentoo.sync_type, gentoo.sync_uri) == ("/var/db/repos/gentoo", "git", "git://x/g.git")
+    plan = plan_gentoo(tmp_path / "b", text, sync_uri="git://y/g.git", sync_type="git")
+    assert plan.after == text.replace("git://x/g.git   ", "git://y/g.git")
+
+
+def test_repos_conf_empty_sync_type_counts_as_missing(tmp_path):
+    # Portage reads an empty sync-type as none ("has sync-uri attribute, but is missing sync-type").
+    text = "[gentoo]\nlocation = /x\nsync-type =\nsync-uri = git://x/g.git\n"
+    assert portage_repos(text, tmp_path)["gentoo"].sync_type is None
+    with pytest.raises(InfraError, match="would have sync-uri but no sync-type"):
+        plan_gentoo(tmp_path, text, priority=1)
+    plan = plan_gentoo(tmp_path / "b", "[gentoo]\nlocation = /x\nsync-type =\nsync-uri =\n", priority=1)
+    assert plan.after.endswith("sync-uri =\npriority = 1\n")
+
+
+def test_repos_conf_underscore_spelling_is_replaced_not_doubled(tmp_path):
+    # Portage reads only "sync-type": "sync_type" is a key it ignores.
+    text = "[DEFAULT]\nmain_repo = gentoo\n\n[gentoo]\nlocation = /x\nsync_type = rsync\nSYNC_URI = rsync://r/g\n" \
+           "sync_depth = 3\n"
+    assert portage_repos(text, tmp_path)["gentoo"].sync_type is None
+    plan = plan_gentoo(tmp_path, text, sync_type="git", sync_uri="git://x/g.git", main_repo=True,
+                       options={"sync-depth": None})
+    assert plan.after == "[DEFAULT]\nmain-repo = gentoo\n\n[gentoo]\nlocation = /x\nsync-type = git\n" \
+                         "SYNC-URI = git://x/g.git\n"
+    repos = portage_repos(plan.after, tmp_path)
+    assert (repos["gentoo"].sync_type, repos["gentoo"].sync_uri, repos["gentoo"].sync_depth) == \
+        ("git", "git://x/g.git", None)
+    assert repos["DEFAULT"].main_repo == "gentoo"
+    assert plan.result["section"] == {"location": "/x", "sync-type": "git", "sync-uri": "git://x/g.git"}
+
+
+def test_repos_conf_both_spellings_leave_the_one_portage_reads(tmp_path):
+    text = "[gentoo]\nsync_uri = git://old/a.git\nlocation = /x\nsync-type = git\nsync-uri = git://old/b.git\n"
+    plan = plan_gentoo(tmp_path, text, sync_uri="git://old/b.git")
+    assert plan.after == "[gentoo]\nlocation = /x\nsync-type = git\nsync-uri = git://old/b.git\n"
+    assert portage_repos(plan.after, tmp_path)["gentoo"].sync_uri == "git://old/b.git"
+    assert not plan_gentoo(tmp_path / "b", plan.after, sync_uri="git://old/b.git").changed
+
+
+def test_repos_conf_other_case_is_the_same_key(tmp_path):
+    text = "[gentoo]\nLOCATION = /x\nSync-Type = rsync\nSYNC-URI = rsync://r/g\n"
+    plan = plan_gentoo(tmp_path, text, location="/y", sync_type="git", sync_uri="git://x/g.git")
+    assert plan.after == "[gentoo]\nLOCATION = /y\nSync-Type = git\nSYNC-URI = git://x/g.git\n"
+    gentoo = portage_repos(plan.after, tmp_path)["gentoo"]
+    assert (gentoo.location, gentoo.sync_type, gentoo.sync_uri) == ("/y", "git", "git://x/g.git")
+
+
+@pytest.mark.parametrize("text", [
+    "[gentoo]\nlocation = /x",
+    "[gentoo]\nlocation = /x\nsync-type = rsync\nsync-uri = rsync://r/g",
+    "[gentoo]",
+    "[gentoo]\nlocation = /x\nsync-rsync-extra-opts = --a\n    --b",
+])
+def test_repos_conf_section_at_the_end_without_final_newline(tmp_path, text):
+    plan = plan_gentoo(tmp_path, text, sync_type="git", sync_uri="git://x/g.git", priority=2)
+    gentoo = portage_repos(plan.after, tmp_path)["gentoo"]
+    assert (gentoo.sync_type, gentoo.sync_uri, gentoo.priority) == ("git", "git://x/g.git", 2)
+    assert plan.after.startswith(text.split("sync-type")[0])
+    other = plan_repo_conf(dict(root=repo_root(tmp_path / "single", text, single_file=True), name="other",
+                                location="/var/db/repos/other"))
+    assert other.after.startswith(text + "\n")
+    assert portage_repos(other.after, tmp_path)["other"].location == "/var/db/repos/other"
+
+
+def test_repos_conf_interpolation_of_portage_defaults(tmp_path):
+    text = "[gentoo]\nlocation = %(EPREFIX)s/var/db/repos/gentoo\n"
+    assert portage_repos(text, tmp_path)["gentoo"].location == "/var/db/repos/gentoo"
+    plan = plan_gentoo(tmp_path, text, priority=1)
+    assert plan.after == text + "priority = 1\n"
+    assert plan.result["section"] == {"location": "/var/db/repos/gentoo", "priority": "1"}
+
+
+def test_repos_conf_lines_end_where_portage_ends_them(tmp_path):
+    # Portage opens repos.conf in text mode: \r, \r\n and \n end lines, form feeds and U+2028 do not.
+    text = "[gentoo]\r\n# a note\u2028with a line separator\x0c\nlocation = /x\rauto-sync = yes\n"
+    plan = plan_gentoo(tmp_path, text, auto_sync=False)
+    assert plan.after == text.replace("yes", "no")
+    assert portage_repos(plan.after, tmp_path)["gentoo"].auto_sync == "no"
+
+
+# --------------------------------------------------------------------------- make.conf read by Portage
+
+@pytest.mark.parametrize("text", ['FEATURES=\nX=1\n', 'FEATURES=', 'FEATURES= # none\nX=1\n', 'A=1 FEATURES= X=2\n'])
+def test_make_conf_empty_unquoted_value_is_quoted(tmp_path, text):
+    # bash reads FEATURES= as empty, Portage's reader takes the next word as its value.
+    new, value = edit_make_conf(text, "FEATURES", value="")
+    assert value == "" and new == text.replace("FEATURES=", 'FEATURES=""')
+    assert bash_value(new, "FEATURES", tmp_path) == "" == portage_value(new, "FEATURES", tmp_path)
+    new, value = edit_make_conf(text, "FEATURES", remove=["absent"])
+    assert value == "" and portage_value(new, "FEATURES", tmp_path) == ""
+    new, value = edit_make_conf(text, "FEATURES", add=["a", "b"])
+    assert value == "a b" and new == text.replace("FEATURES=", 'FEATURES="a b"')
+    assert bash_value(new, "FEATURES", tmp_path) == "a b" == portage_value(new, "FEATURES", tmp_path)
+
+
+@pytest.mark.parametrize("text", ['FEATURES=""\n', "FEATURES=''\n", 'FEATURES=""'])
+def test_make_conf_empty_quoted_value(tmp_path, text):
+    assert edit_make_conf(text, "FEATURES", value="") == (text, "")
+    new, value = edit_make_conf(text, "FEATURES", add=["a"])
+    assert value == "a" and new == 'FEATURES="a"' + ("\n" if text.endswith("\n") else "")
+    assert bash_value(new, "FEATURES", tmp_path) == "a" == portage_value(new, "FEATURES", tmp_path)
+
+
+def test_make_conf_trailing_blanks(tmp_path):
+    text = 'FEATURES="a b  "   \nMAKEOPTS=-j2 \t\n'
+    new, value = edit_make_conf(text, "FEATURES", add=["c"])
+    assert new == 'FEATURES="a b c  "   \nMAKEOPTS=-j2 \t\n' and value == "a b c  "
+    assert portage_value(new, "FEATURES", tmp_path) == bash_value(new, "FEATURES", tmp_path) == "a b c  "
+    assert edit_make_conf(text, "MAKEOPTS", value="-j2")[0] == text
+    new, value = edit_make_conf(text, "FEATURES", value="a b")
+    assert new == 'FEATURES="a b"   \nMAKEOPTS=-j2 \t\n'
+    assert portage_value(new, "FEATURES", tmp_path) == "a b"
+
+
+def test_make_conf_names_are_case_sensitive(tmp_path):
+    # bash and Portage alike: features and FEATURES are two variables.
+    text = 'features="a"\nFeatures="b"\n'
+    new, value = edit_make_conf(text, "FEATURES", add=["c"])
+    assert new == text + 'FEATURES="c"\n' and value == "c"
+    assert [portage_value(new, name, tmp_path) for name in ("features", "Features", "FEATURES")] == ["a", "b", "c"]
+    assert edit_make_conf(new, "FEATURES", state="absent")[0] == text
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    (dict(add=["b"]), 'X=1\nFEATURES="a b"'),
+    (dict(value="z"), 'X=1\nFEATURES="z"'),
+    (dict(remove=["a"]), 'X=1\nFEATURES=""'),
+])
+def test_make_conf_last_line_without_newline(tmp_path, kwargs, expected):
+    new, value = edit_make_conf('X=1\nFEATURES="a"', "FEATURES", **kwargs)
+    assert new == expected
+    assert portage_value(new, "FEATURES", tmp_path) == bash_value(new, "FEATURES", tmp_path) == value
+    new, value = edit_make_conf('FEATURES="a"\nX=1', "X", value="2")
+    assert new == 'FEATURES="a"\nX="2"' and portage_value(new, "X", tmp_path) == "2"
+    new, value = edit_make_conf('X=1', "FEATURES", add=["a"])
+    assert new == 'X=1\nFEATURES="a"\n' and portage_value(new, "FEATURES", tmp_path) == "a"
