@@ -86,11 +86,6 @@ def resolve_in_root(root, path, what="path"):
     return os.path.join(root, *resolved) if resolved else root, inside
 
 
-def host_path(root, path, what="path"):
-    """The host path of chroot path ``path`` (see :func:`resolve_in_root`)."""
-    return resolve_in_root(root, path, what)[0]
-
-
 def describe(path, inside):
     """``path`` for a message, with where the chroot's links lead when that differs."""
     return path if os.path.normpath(path) == inside else "%s (inside the chroot: %s)" % (path, inside)
