@@ -91,12 +91,10 @@ missing:
   sample: []
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._build_record import last_builds
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._module import run_module
 
 
 def main():
@@ -107,13 +105,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    try:
-        result = last_builds(module.params["path"], module.params["names"])
-    except InfraError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # an unexpected failure: keep the traceback for the report
-        module.fail_json(msg="unexpected error reading the build records: %s" % exc, exception=traceback.format_exc())
-    module.exit_json(**result)
+    run_module(module, lambda params, check_mode: last_builds(params["path"], params["names"]), "reading the build records")
 
 
 if __name__ == "__main__":

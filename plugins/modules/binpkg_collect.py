@@ -182,12 +182,10 @@ record:
   sample: {"build": "20261201T031502Z", "revisions": {"gentoo": "8043ff9f…"}, "packages": []}
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._build_record import run_build_record
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._module import run_module
 
 
 def main():
@@ -204,13 +202,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    try:
-        result = run_build_record(module.params, check_mode=module.check_mode)
-    except InfraError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # an unexpected failure: keep the traceback for the report
-        module.fail_json(msg="unexpected error recording the build: %s" % exc, exception=traceback.format_exc())
-    module.exit_json(**result)
+    run_module(module, run_build_record, "recording the build")
 
 
 if __name__ == "__main__":

@@ -37,16 +37,18 @@ requirements:
   - rsync on the binary package server (and on the source host for a remote O(src))
   - zstd when packages lack C(REPO_REVISIONS) in the index and O(expect_revisions) is set,
     since gpkg metadata is zstd-compressed by default
+extends_documentation_fragment:
+  - gentoo_binhost.infra.attributes
 attributes:
   check_mode:
     support: full
-    description: Reads the source index and predicts the changes; nothing is copied or switched.
+    details: Reads the source index and predicts the changes; nothing is copied or switched.
   diff_mode:
     support: none
-    description: Not supported; the RV(changes) return value lists the packages added, removed and rebuilt.
+    details: Not supported; the RV(changes) return value lists the packages added, removed and rebuilt.
   idempotent:
     support: full
-    description: A source whose index (and provenance) is already the current generation changes nothing.
+    details: A source whose index (and provenance) is already the current generation changes nothing.
 options:
   src:
     description:
@@ -160,12 +162,10 @@ url_path:
   type: str
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binpkg import run_publication
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._module import run_module
 
 
 def main():
@@ -184,13 +184,7 @@ def main():
         mutually_exclusive=[("src", "rollback_to")],
         supports_check_mode=True,
     )
-    try:
-        result = run_publication(module.params, check_mode=module.check_mode)
-    except InfraError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # an unexpected failure: keep the traceback for the report
-        module.fail_json(msg="unexpected error publishing packages: %s" % exc, exception=traceback.format_exc())
-    module.exit_json(**result)
+    run_module(module, run_publication, "publishing packages")
 
 
 if __name__ == "__main__":

@@ -34,21 +34,20 @@ author:
   - gentoo_binhost.infra maintainers (@gentoo-binhost)
 requirements:
   - C(mount) and C(umount) from util-linux on the managed host (Linux)
+extends_documentation_fragment:
+  - gentoo_binhost.infra.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Reports in RV(actions) what would be created, mounted, remounted, made rslave or
         unmounted; nothing is changed.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - Shows the mounts below O(path) before and after, one line each
         (target, type, source, options, propagation).
   idempotent:
-    description: When run twice in a row with the same arguments, the second run reports no change.
     support: full
 options:
   path:
@@ -224,12 +223,10 @@ mounts:
       propagation: private
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._mounts import chroot_mount
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._module import run_module
 
 MOUNT_SPEC = dict(
     src=dict(type="str"),
@@ -251,17 +248,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    try:
-        result = chroot_mount(module.params, check_mode=module.check_mode)
-    except InfraError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # an unexpected failure: keep the traceback for the report
-        module.fail_json(msg="unexpected error managing mounts below %s: %s" % (module.params["path"], exc),
-                         exception=traceback.format_exc())
-    diff = result.pop("diff", None)
-    if module._diff and diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+    run_module(module, chroot_mount, "managing mounts below %(path)s")
 
 
 if __name__ == "__main__":

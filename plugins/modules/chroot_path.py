@@ -89,12 +89,10 @@ exists:
   sample: true
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._chroot_paths import ensure_path
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._module import run_module
 
 
 def main():
@@ -107,13 +105,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    try:
-        result = ensure_path(module.params, check_mode=module.check_mode)
-    except InfraError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # an unexpected failure: keep the traceback for the report
-        module.fail_json(msg="unexpected error resolving a chroot path: %s" % exc, exception=traceback.format_exc())
-    module.exit_json(**result)
+    run_module(module, ensure_path, "resolving a chroot path")
 
 
 if __name__ == "__main__":

@@ -49,10 +49,11 @@ author:
   - gentoo_binhost.infra maintainers (@gentoo-binhost)
 requirements:
   - git on the host
+extends_documentation_fragment:
+  - gentoo_binhost.infra.attributes
 attributes:
   check_mode:
     support: full
-    description: Can run in check mode and return changed status prediction without modifying target.
     details:
       - Nothing is written, cloned or fetched. Branch pins and versions the checkout does not
         have are looked up read-only with C(git ls-remote), so C(changed) and the commit a
@@ -60,13 +61,12 @@ attributes:
         checkout is refused in check mode, since only a fetch could resolve it).
   diff_mode:
     support: full
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     details:
       - Returns the before and after text of every configuration file that changes (a list,
         one entry per file). Repositories report their commits in RV(repositories) instead.
   idempotent:
     support: full
-    description: When run twice in a row with the same arguments, the second run reports no change.
+    details: When run twice in a row with the same arguments, the second run reports no change.
 options:
   root:
     description:
@@ -269,12 +269,10 @@ diff:
             "before_header": "/c/etc/portage/make.conf", "after_header": "/c/etc/portage/make.conf"}]
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._chroot_setup import setup_chroot
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._module import run_module
 
 
 def main():
@@ -297,17 +295,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    try:
-        result = setup_chroot(module.params, check_mode=module.check_mode)
-    except InfraError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # an unexpected failure: keep the traceback for the report
-        module.fail_json(msg="unexpected error setting up chroot %s: %s" % (module.params["root"], exc),
-                         exception=traceback.format_exc())
-    diff = result.pop("diff")
-    if module._diff and diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+    run_module(module, setup_chroot, "setting up chroot %(root)s")
 
 
 if __name__ == "__main__":

@@ -23,16 +23,18 @@ description:
     although the server is not running is reported as held by another process.
 author:
   - gentoo_binhost.infra maintainers (@gentoo-binhost)
+extends_documentation_fragment:
+  - gentoo_binhost.infra.attributes
 attributes:
   check_mode:
     support: full
-    description: Reports what would be started, restarted or stopped.
+    details: Reports what would be started, restarted or stopped.
   diff_mode:
     support: none
-    description: Not supported; the RV(action) return value says what was done.
+    details: Not supported; the RV(action) return value says what was done.
   idempotent:
     support: full
-    description: A running, answering server with the same fingerprint is left alone.
+    details: A running, answering server with the same fingerprint is left alone.
 options:
   name:
     description: A name for messages.
@@ -104,12 +106,10 @@ action:
   type: str
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._daemon import ensure
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._module import run_module
 
 
 def main():
@@ -128,14 +128,7 @@ def main():
         required_if=[("state", "started", ("argv",))],
         supports_check_mode=True,
     )
-    try:
-        result = ensure(module.params, check_mode=module.check_mode)
-    except InfraError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # an unexpected failure: keep the traceback for the report
-        module.fail_json(msg="unexpected error managing %s: %s" % (module.params["name"], exc),
-                         exception=traceback.format_exc())
-    module.exit_json(**result)
+    run_module(module, ensure, "managing %(name)s")
 
 
 if __name__ == "__main__":

@@ -31,21 +31,20 @@ author:
 requirements:
   - git (with C(fast-import)), gpg and xz on the managed host
   - the python-gnupg library on the managed host
+extends_documentation_fragment:
+  - gentoo_binhost.infra.attributes
 attributes:
   check_mode:
     support: full
-    description: Can run in check_mode and return changed status prediction without modifying target.
     details:
       - Downloads and verifies the snapshot in a temporary directory and reports the tag and
         file statistics it would import; the repository is not created or written.
   diff_mode:
     support: full
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     details:
       - Shows the branch before and the tag and paths (at most 200) after.
   idempotent:
     support: full
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     details:
       - A snapshot already at the branch tip (same md5) is not downloaded again.
 options:
@@ -245,13 +244,11 @@ skipped_mirrors:
       reason: "gentoo-latest.tar.xz.md5sum is not an md5sum file (expected '<32 hex digits>  gentoo-latest.tar.xz')"
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._openpgp import GNUPG_IMPORT_ERROR, HAS_GNUPG
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._snapshot import import_snapshot
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._module import run_module
 
 
 def main():
@@ -278,19 +275,7 @@ def main():
     )
     if module.params["verify"] and not HAS_GNUPG:
         module.fail_json(msg=missing_required_lib("python-gnupg"), exception=GNUPG_IMPORT_ERROR)
-    try:
-        result = import_snapshot(module.params, check_mode=module.check_mode)
-    except InfraError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # an unexpected failure: keep the traceback for the report
-        module.fail_json(msg="unexpected error importing the snapshot: %s" % exc, exception=traceback.format_exc())
-    diff = result.pop("diff", None)
-    warnings = result.pop("warnings", [])
-    for warning in warnings:
-        module.warn(warning)
-    if module._diff and diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+    run_module(module, import_snapshot, "importing the snapshot")
 
 
 if __name__ == "__main__":

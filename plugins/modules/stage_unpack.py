@@ -41,16 +41,18 @@ author:
 requirements:
   - GNU tar on the managed host, and the decompressor of the stage's format (xz, bzip2, gzip or zstd)
   - python-gnupg and gpg when a signature is checked
+extends_documentation_fragment:
+  - gentoo_binhost.infra.attributes
 attributes:
   check_mode:
     support: full
-    description: Reads the DIGESTS (unless O(sha512) is given) and the marker; reports whether the stage would be unpacked.
+    details: Reads the DIGESTS (unless O(sha512) is given) and the marker; reports whether the stage would be unpacked.
   diff_mode:
     support: none
-    description: Not supported.
+    details: Not supported.
   idempotent:
     support: full
-    description: A root holding the same stage (by SHA512) is left as it is.
+    details: A root holding the same stage (by SHA512) is left as it is.
 options:
   src:
     description:
@@ -171,12 +173,10 @@ marker:
   sample: {"stage": "stage3-amd64-openrc-20261117T170200Z.tar.xz", "sha512": "8d0e…"}
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._stage import unpack_stage
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._module import run_module
 
 
 def main():
@@ -196,13 +196,7 @@ def main():
         mutually_exclusive=[("sha512", "digests")],
         supports_check_mode=True,
     )
-    try:
-        result = unpack_stage(module.params, check_mode=module.check_mode)
-    except InfraError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # an unexpected failure: keep the traceback for the report
-        module.fail_json(msg="unexpected error unpacking the stage: %s" % exc, exception=traceback.format_exc())
-    module.exit_json(**result)
+    run_module(module, unpack_stage, "unpacking the stage")
 
 
 if __name__ == "__main__":
