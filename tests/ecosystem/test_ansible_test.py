@@ -36,7 +36,7 @@ def test_layout_is_the_collection_without_build_ignored_files(tmp_path):
     ("tests/output/junit/x.xml", True),
     ("gentoo_binhost-infra-0.1.0.tar.gz", True),
     ("tests/fixtures/snapmirror.py", True),
-    ("tests/unit/test_mounts.py", True),
+    ("tests/integration/test_fixtures.py", True),
     ("tests/unit/plugins/module_utils/test_fetch_locations.py", False),
     ("plugins/modules/portage_snapshot.py", False),
 ])

@@ -23,7 +23,7 @@ from ansible_collections.gentoo_binhost.infra.plugins.module_utils._gitstore imp
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._snapshot import SnapshotError, import_snapshot
 
 DAYS = [day_date(i) for i in range(3)]
-COLLECTIONS = str(Path(__file__).resolve().parents[2] / ".collections")
+COLLECTIONS = str(Path(__file__).resolve().parents[4] / ".collections")
 IMPORTER = (
     "import sys, json; sys.path.insert(0, %r)\n"
     "from ansible_collections.gentoo_binhost.infra.plugins.module_utils._snapshot import import_snapshot\n"

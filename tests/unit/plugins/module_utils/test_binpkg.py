@@ -20,7 +20,7 @@ from pkgdir import REVISION, change_package, make_pkgdir, read_index, write_inde
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils import _binpkg as B
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binpkg import PublishError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 OTHER = "2" * 40
 PKGS = [
     {"cpv": "app-misc/hello-1.0", "size": 5000},
