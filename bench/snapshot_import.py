@@ -19,7 +19,7 @@ the child's own VmHWM: ``ru_maxrss`` (from ``os.wait4`` as from ``getrusage``) i
 because Linux starts a spawned child's ``ru_maxrss`` at its parent's RSS — every child would
 report this process's generator-inflated size (and xz/git that of the child at spawn time).
 
-Nothing asserts on time (STYLE 15): the ratios are printed with their targets as PASS/MISS.
+Nothing asserts on time (a busy machine would fail at random): the ratios are printed with their targets as PASS/MISS.
 The exit status is non-zero only when something is functionally wrong: a wrong tag, commit
 count, tree or change count, an import that reported no change when there was one, or a
 no-op that downloaded the tarball.
@@ -352,7 +352,7 @@ def time_xz(tarball: Path) -> float:
 
 
 class ManualFlow:
-    """The source document's recipe: emerge-webrsync into a work dir, then commit and tag it."""
+    """The manual way to keep a git mirror: emerge-webrsync into a work dir, then commit and tag it."""
 
     def __init__(self, mirror_url: str, key, run_dir: Path):
         self.dir = run_dir / "manual" / "gentoo"

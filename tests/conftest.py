@@ -1,4 +1,5 @@
 """Shared pytest setup: the collection is importable in place, fixture builders are on sys.path."""
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,26 @@ for p in (ROOT / ".collections", ROOT / "tests" / "fixtures"):
 
 from httpmirror import HttpMirror  # noqa: E402 - needs the sys.path set-up above
 from snapmirror import GENTOO_UID, make_signing_key  # noqa: E402
+
+
+# ansible_run.py runs the ansible CLI installed beside this Python (the project's venv).
+ANSIBLE_CLI = Path(sys.executable).parent / "ansible"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "requires_root: mounts, chowns or chroots for real; skipped when not run as root")
+    config.addinivalue_line(
+        "markers", "ansible_cli: drives a module through the ansible CLI (tests/fixtures/ansible_run.py);"
+                   " skipped where no ansible CLI is beside the Python, as in ansible-test's units venv")
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("requires_root") and os.geteuid() != 0:
+        pytest.skip("needs root (mounts, ownership or chroot); run as root to include it")
+    if item.get_closest_marker("ansible_cli") and not ANSIBLE_CLI.exists():
+        pytest.skip(f"drives the ansible CLI and there is no {ANSIBLE_CLI} (ansible-test's units venv has"
+                    " only ansible.module_utils); `make unit` runs it")
 
 
 @pytest.fixture

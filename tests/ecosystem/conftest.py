@@ -1,4 +1,5 @@
-"""The ecosystem gates: ansible-test, ansible-galaxy build/install, role docs (issue 5)."""
+"""The ecosystem gates: ansible-test, ansible-galaxy build/install, role docs -- the tools a
+collection's users and Galaxy's importer run on it."""
 
 
 def pytest_configure(config):

@@ -2,13 +2,17 @@
 
 Both run through ``ansible_test_offline.py`` (the script CI and developers use) in a throwaway
 ``ansible_collections/gentoo_binhost/infra`` layout below tmp_path; the checkout is only read.
-ansible-test keeps its venvs in ``~/.ansible/test/venv``: the first run on a machine installs
-their requirements from PyPI (about a minute), later runs take seconds.
+Each runs once per ansible-core minor version meta/runtime.yml claims (``TESTED_CORE_VERSIONS``),
+with that version's ansible-test from a venv of its own. ansible-test keeps its venvs in
+``~/.ansible/test/venv``: the first run on a machine installs their requirements from PyPI,
+later runs reuse them.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -27,8 +31,16 @@ def test_layout_is_the_collection_without_build_ignored_files(tmp_path):
     # The checkout's .collections symlink points back into the checkout: never copied.
     assert not (layout / ".collections").exists() and not (layout / ".venv").exists()
     assert not (layout / "tests" / "integration").exists()
+    assert not (layout / "tests" / "fixtures").exists() and not (layout / "tests" / "conftest.py").exists()
     copied = {str(p.relative_to(layout)) for p in layout.rglob("*") if p.is_file() or p.is_symlink()}
     assert copied == set(offline.collection_files())
+
+
+def test_units_layout_has_the_fixtures_and_nothing_else_of_the_harness(tmp_path):
+    layout = offline.make_layout(tmp_path, leave_out=offline.left_out("units"))
+    assert (layout / "tests" / "conftest.py").is_file() and (layout / "tests" / "fixtures" / "testkit.py").is_file()
+    assert (layout / "tests" / "unit" / "requirements.txt").is_file()
+    assert not (layout / "tests" / "integration").exists() and not (layout / "bench").exists()
 
 
 @pytest.mark.parametrize("path, ignored", [
@@ -62,18 +74,53 @@ def test_get_pip_standin_bootstraps_a_bare_venv(tmp_path):
     assert pip.startswith(f"pip {version} ")
 
 
-@pytest.mark.slow
-def test_sanity_passes(tmp_path):
-    rc, elapsed = offline.run_ansible_test("sanity", [], python=PYTHON, workdir=tmp_path)
-    assert rc == 0, f"ansible-test sanity failed after {elapsed:.0f} s; its findings are in the output above"
+def collected(*args: str) -> set[tuple[str, str]]:
+    """The unit tests plain pytest collects in the checkout, as junit's (classname, name)."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                           *args, "tests/unit"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ids = [line for line in proc.stdout.splitlines() if "::" in line]
+    return {(path.removesuffix(".py").replace("/", "."), name)
+            for path, name in (node.split("::", 1) for node in ids)}
+
+
+def junit_cases(junit_dir: Path) -> dict[tuple[str, str], str]:
+    """Every test case in ansible-test's junit files: (classname, name) -> its outcome."""
+    cases = {}
+    for report in junit_dir.glob("*.xml"):
+        for case in ET.parse(report).iter("testcase"):
+            outcome = next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), "passed")
+            cases[(case.get("classname"), case.get("name"))] = outcome
+    return cases
+
+
+def test_claimed_versions_run_from_the_lowest_claimed_to_this_venvs():
+    claimed = offline.claimed_core_versions()
+    assert claimed[-1] == offline.installed_core_minor(offline.BIN)
+    assert [int(v.split(".")[1]) for v in claimed] == list(range(int(claimed[0].split(".")[1]), int(claimed[-1].split(".")[1]) + 1))
 
 
 @pytest.mark.slow
-def test_units_pass(tmp_path):
-    rc, elapsed = offline.run_ansible_test("units", ["tests/unit/plugins/"], python=PYTHON, workdir=tmp_path,
-                                           keep_output=tmp_path / "output")
-    assert rc == 0, f"ansible-test units failed after {elapsed:.0f} s"
-    # It really ran the tests (a target list matching nothing would pass too).
-    junit = list((tmp_path / "output" / "junit").glob("*.xml"))
-    assert junit and all('failures="0"' in p.read_text() and 'errors="0"' in p.read_text() for p in junit)
-    assert any('tests="0"' not in p.read_text() for p in junit)
+@pytest.mark.parametrize("core", offline.claimed_core_versions())
+def test_sanity_passes(tmp_path, core):
+    rc, elapsed = offline.run_ansible_test("sanity", [], python=PYTHON, workdir=tmp_path, ansible_core=core)
+    assert rc == 0, f"ansible-test sanity (ansible-core {core}) failed after {elapsed:.0f} s; its findings are above"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("core", offline.claimed_core_versions())
+def test_units_pass(tmp_path, core):
+    """ansible-test runs exactly the unit tests pytest collects, and all pass. `make test` runs the
+    unit tests only this way. Not as root, the requires_root ones skip. A unit test that drives
+    the ansible CLI would skip too (ansible-test's units venv has ansible.module_utils, not the
+    CLI) and fail this check: such tests belong in tests/integration."""
+    expected = collected()  # before the layout is copied, so both see the same files
+    expected_skips = collected("-m", "requires_root") if os.geteuid() else set()
+    rc, elapsed = offline.run_ansible_test("units", [], python=PYTHON, workdir=tmp_path,
+                                           keep_output=tmp_path / "output", ansible_core=core)
+    assert rc == 0, f"ansible-test units (ansible-core {core}) failed after {elapsed:.0f} s"
+    ran = junit_cases(tmp_path / "output" / "junit")
+    assert set(ran) == expected
+    skipped = {case for case, outcome in ran.items() if outcome == "skipped"}
+    assert skipped == expected_skips
+    assert all(outcome in ("passed", "skipped") for outcome in ran.values())

@@ -21,6 +21,7 @@ import yaml
 
 from mirrorprocs import SERVERS, executable_of, free_port, port_answers, terminate
 from snapmirror import build_mirror, day_date, tree_of_directory
+from testkit import explain, git, leftover_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -62,31 +63,6 @@ def run(cmd: list, *, cwd: Path, env: dict, timeout: int = 600) -> subprocess.Co
                           timeout=timeout, check=False)
 
 
-def explain(proc: subprocess.CompletedProcess) -> str:
-    return "rc=%d\n--- stdout (tail)\n%s\n--- stderr\n%s" % (
-        proc.returncode, "\n".join(proc.stdout.splitlines()[-60:]), proc.stderr[-3000:])
-
-
-def git(*args, cwd: Path | None = None) -> str:
-    return subprocess.run(["git", *map(str, args)], cwd=cwd, check=True, capture_output=True, text=True).stdout
-
-
-def leftover_processes(root: Path) -> list[str]:
-    """Processes started for this test: their command line or working directory is below root."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if str(root) in cmdline or cwd == str(root) or cwd.startswith(str(root) + "/"):
-            found.append(f"{entry.name}: {cmdline.strip()}")
-    return found
-
-
 @pytest.fixture(scope="module")
 def tarball(tmp_path_factory) -> Path:
     """``ansible-galaxy collection build`` of the checkout, as a release would be built."""
@@ -125,6 +101,8 @@ def test_tarball_holds_the_collection_and_nothing_else(tarball):
     assert sorted(files - project_files()) == [], "files outside the project were packed"
     dot_entries = sorted({name.split("/")[0] for name in members if name.startswith(".")})
     assert dot_entries == [], "top-level dot entries were packed"
+    # Developer tooling users do not need: benchmarks, molecule scenarios, the README generator.
+    assert sorted({name.split("/")[0] for name in members} & {"bench", "molecule", "tools"}) == []
     assert size < MAX_TARBALL_BYTES, f"{tarball.name} is {size / 1e6:.1f} MB"
 
 

@@ -1,6 +1,6 @@
 """bench/snapshot_import.py runs end to end at its smoke size, emerge-webrsync included.
 
-Only that it works and reports its ratios is asserted, never how fast anything was (STYLE 15):
+Only that it works and reports its ratios is asserted, never how fast anything was (that depends on the machine's load):
 the benchmark itself exits non-zero when an import is functionally wrong.
 """
 import json

@@ -10,9 +10,7 @@ table is checked afterwards anyway. The mirror's servers are stopped by their PI
 """
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -21,21 +19,17 @@ from pathlib import Path
 import pytest
 
 import buildenv
-from buildenv import ServedMirror, mounts_below
+from buildenv import ServedMirror
 from snapmirror import GENTOO_UID, make_signing_key
 from stage_repo import WORLD, restricted_distfile, stage_repo_tree
 from teststage import build_stage
+from testkit import explain, git, mounts_below, remove_unless_mounted
 
 SNAPSHOT_DATE = "20250106"
 TAG = "2025-01-06"
 CHROOT = "stack1"
 # -e @world rebuilds what is installed: the world file's packages and their dependency.
 BUILT = sorted(WORLD + ["dev-libs/libfoo"])
-
-
-def explain(proc: subprocess.CompletedProcess) -> str:
-    return "rc=%d\n--- stdout (tail)\n%s\n--- stderr\n%s" % (
-        proc.returncode, "\n".join(proc.stdout.splitlines()[-80:]), proc.stderr[-3000:])
 
 
 # Set in the controller's environment of every build run; the build must never see it.
@@ -53,25 +47,9 @@ class BuildHost:
     build_vars: dict
     passes: dict = field(default_factory=dict)
 
-    @property
-    def key(self):
-        return self.mirror.key
-
-    @property
-    def git_port(self) -> int:
-        return self.mirror.git_port
-
-    @property
-    def http_port(self) -> int:
-        return self.mirror.http_port
-
-    @property
-    def chroot(self) -> Path:
-        return self.root / "chroots" / CHROOT
-
-    @property
-    def pkgdir(self) -> Path:
-        return self.chroot / "var/cache/binpkgs"
+    def __post_init__(self):
+        self.chroot = self.root / "chroots" / CHROOT
+        self.pkgdir = self.chroot / "var/cache/binpkgs"
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +74,7 @@ def build_host():
                 state.passes[label + " mounts"] = mounts_below(root)
             yield state
     finally:
-        left = mounts_below(root)
-        if not left:
-            shutil.rmtree(root, ignore_errors=True)
-        assert not left, f"mounts left behind: {left}"
+        remove_unless_mounted(root)
 
 
 def test_emerge_world_writes_binary_packages(build_host):
@@ -144,13 +119,13 @@ def test_chroot_is_pinned_and_configured(build_host):
     assert head.stdout == tagged.stdout
     conf = (build_host.chroot / "etc/portage/repos.conf/gentoo.conf").read_text()
     assert "main-repo = gentoo" in conf and "sync-type = git" in conf
-    assert f"sync-uri = git://127.0.0.1:{build_host.git_port}/gentoo.git" in conf
+    assert f"sync-uri = git://127.0.0.1:{build_host.mirror.git_port}/gentoo.git" in conf
     make_conf = (build_host.chroot / "etc/portage/make.conf").read_text()
     features = re.search(r'^FEATURES="([^"]*)"', make_conf, re.MULTILINE).group(1).split()
     assert {"buildpkg", "cgroup", "ipc-sandbox", "network-sandbox", "parallel-fetch"} <= set(features)
     assert 'PKGDIR="/var/cache/binpkgs"' in make_conf
     mirrors = (build_host.chroot / "etc/portage/mirrors").read_text()
-    assert f"local http://127.0.0.1:{build_host.http_port}\n" in mirrors
+    assert f"local http://127.0.0.1:{build_host.mirror.http_port}\n" in mirrors
     assert not (build_host.chroot / "etc/portage/binrepos.conf").exists()
     logs = sorted((build_host.root / "logs").glob(f"{CHROOT}-*.log"))
     assert len(logs) == 1 and ">>> Emerging" in logs[0].read_text()
@@ -208,13 +183,8 @@ def make_overlay(path: Path) -> tuple[str, str]:
         (path / rel).parent.mkdir(parents=True, exist_ok=True)
         (path / rel).write_text(text)
 
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True,
-                              text=True, env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
-                                              "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}).stdout
-
     path.mkdir(parents=True)
-    git("init", "--quiet", "--initial-branch=main")
+    git("init", "--quiet", "--initial-branch=main", cwd=path)
     write("profiles/repo_name", "testoverlay\n")
     write("profiles/categories", "app-misc\n")
     write("metadata/layout.conf", "masters = gentoo\nthin-manifests = true\nsign-manifests = false\n")
@@ -222,14 +192,14 @@ def make_overlay(path: Path) -> tuple[str, str]:
           OVERLAY_EBUILD.format(desc="From the overlay", pn="overlaid", compile=":"))
     write("app-misc/broken/broken-1.ebuild",
           OVERLAY_EBUILD.format(desc="Fails on purpose", pn="broken", compile='die "deliberate failure"'))
-    git("add", "-A")
-    git("commit", "--quiet", "-m", "one")
-    first = git("rev-parse", "HEAD").strip()
+    git("add", "-A", cwd=path)
+    git("commit", "--quiet", "-m", "one", cwd=path)
+    first = git("rev-parse", "HEAD", cwd=path)
     write("app-misc/overlaid/overlaid-2.ebuild",
           OVERLAY_EBUILD.format(desc="From the overlay", pn="overlaid", compile=":"))
-    git("add", "-A")
-    git("commit", "--quiet", "-m", "two")
-    return first, git("rev-parse", "HEAD").strip()
+    git("add", "-A", cwd=path)
+    git("commit", "--quiet", "-m", "two", cwd=path)
+    return first, git("rev-parse", "HEAD", cwd=path)
 
 
 def test_overlay_pinned_several_chroots_and_failure_report(build_host):
