@@ -7,42 +7,41 @@ Portage (``portage/binrepo/config.py``, ``BinRepoConfigLoader``) reads
 ``${PORTAGE_CONFIGROOT}/etc/portage/binrepos.conf`` after its own
 ``share/portage/config/binrepos.conf`` (which sets ``[DEFAULT] verify-signature = true``).
 ``binrepos.conf`` may be a single file or a directory whose files are all read (in name
-order, dot files and backups skipped); both are supported here, as in ``_portage_conf`` for
-repos.conf: the section ``[<name>]`` lives in ``binrepos.conf/<name>.conf``, or inside the
-single file when ``binrepos.conf`` is a file. Paths are resolved inside ``root`` as in
-``_portage_conf`` (a chroot's symlinks never lead to the host's files).
+order, dot files and backups skipped); both are supported here, as in :mod:`._repos_conf`
+for repos.conf: the section ``[<name>]`` lives in ``binrepos.conf/<name>.conf``, or inside the
+single file when ``binrepos.conf`` is a file. Paths are resolved inside ``root`` by
+:mod:`._root_files` (a chroot's symlinks never lead to the host's files).
 
 The parser is ``configparser.ConfigParser`` with basic interpolation and the defaults
 ``frozen``, ``EPREFIX``, ``EROOT``, ``PORTAGE_CONFIGROOT`` and ``ROOT`` (so ``%(EPREFIX)s`` in a
 hand-written file is understood); boolean keys count as true when they read ``true`` or
 ``yes`` in any case. A section without ``sync-uri`` is dropped by Portage with a warning, so a
 present section always gets one. The line editing (comments, key order and unmanaged keys
-kept) and the atomic write are those of ``_portage_conf``.
+kept) is :mod:`._ini_edit`'s.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import configparser
 import os
 
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._portage_conf import (
-    REPO_KEY_RE,
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._ini_edit import (
     REPO_NAME_RE,
-    _del_section,
-    _read_text,
     after_section_removal,
-    config_root,
+    del_section,
+    desired_section_keys,
     ini_lines,
-    ini_read_string,
+    parse_ini_text,
     section_file,
     section_plan,
     set_section_keys,
 )
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._root_files import config_root, read_text
 
-BINREPO_DEDICATED_KEYS = ("sync-uri", "priority", "location", "verify-signature")
+# The module options that set a binrepos.conf key of their own name.
+BINREPO_DEDICATED_OPTIONS = ("sync_uri", "priority", "location", "verify_signature")
 BINREPO_BOOL_KEYS = ("verify-signature", "frozen")
 # The interpolation defaults BinRepoConfigLoader gives its parser; the values are those of a
 # root Portage reads with PORTAGE_CONFIGROOT=/ and no EPREFIX (a chroot seen from inside).
@@ -51,15 +50,7 @@ PARSER_DEFAULTS = {"frozen": "false", "EPREFIX": "", "EROOT": "/", "PORTAGE_CONF
 
 def parse_binrepos_text(text, source="<binrepos.conf>"):
     """Parse ``text`` as Portage's binrepos.conf loader does; InfraError with the complaint."""
-    parser = configparser.ConfigParser(defaults=PARSER_DEFAULTS)
-    try:
-        ini_read_string(parser, text, source)
-        for section in parser.sections():
-            for key in parser.options(section):
-                parser.get(section, key)  # interpolation errors surface only here
-    except configparser.Error as exc:
-        raise InfraError("%s cannot be read by Portage's binrepos.conf parser: %s" % (source, exc))
-    return parser
+    return parse_ini_text(text, source, PARSER_DEFAULTS, "binrepos.conf", read_defaults=False)
 
 
 def binrepo_option_text(value):
@@ -81,27 +72,7 @@ def _same_value(key, current, wanted):
 
 def desired_binrepo_keys(params):
     """Ordered ``{key: value or None}`` from the module options; None means remove the key."""
-    wanted = {}
-    for option in ("sync_uri", "priority", "location", "verify_signature"):
-        if params.get(option) is not None:
-            wanted[option.replace("_", "-")] = binrepo_option_text(params[option])
-    for raw_key, value in (params.get("options") or {}).items():
-        key = str(raw_key).strip().lower().replace("_", "-")
-        if not REPO_KEY_RE.match(key):
-            raise InfraError("options key %r is not a binrepos.conf key name (letters, digits and '-')" % raw_key)
-        if key in BINREPO_DEDICATED_KEYS:
-            raise InfraError("options key %r has its own module option; use %s instead of options"
-                             % (raw_key, key.replace("-", "_")))
-        if key in wanted:
-            raise InfraError("options key %r is given twice (keys are case-insensitive, '_' is '-')" % raw_key)
-        if isinstance(value, (dict, list, tuple)):
-            raise InfraError("options key %r has a %s value; binrepos.conf values are single strings "
-                             "(join lists with spaces)" % (raw_key, type(value).__name__))
-        wanted[key] = None if value is None else binrepo_option_text(value)
-    for key, value in wanted.items():
-        if value is not None and ("\n" in value or "\r" in value or value != value.strip()):
-            raise InfraError("value %r for binrepos.conf key %s has a line break or surrounding blanks; "
-                             "binrepos.conf cannot hold that" % (value, key))
+    wanted = desired_section_keys(params, BINREPO_DEDICATED_OPTIONS, binrepo_option_text, "binrepos.conf")
     if wanted.get("sync-uri") == "":
         raise InfraError("sync_uri is empty; Portage ignores a binary repository without sync-uri")
     return wanted
@@ -131,13 +102,13 @@ def plan_binrepo_conf(params):
     state = params.get("state") or "present"
     conf, single_file = binrepos_conf_file(root, name)
     path = conf.path
-    before = _read_text(conf.host, conf.label())
+    before = read_text(conf.host, conf.label())
     if before is not None:
         parse_binrepos_text(before, path)
     lines = ini_lines(before or "")
 
     if state == "absent":
-        _del_section(lines, name)
+        del_section(lines, name)
         after = after_section_removal(lines, before, single_file)
     else:
         current = parse_binrepos_text(before or "", path)

@@ -42,10 +42,11 @@ def c_locale_env(extra=None):
     return env
 
 
-def run(args, data=None, cwd=None, env=None, check=True):
+def run(args, data=None, cwd=None, env=None, check=True, timeout=None):
     """Run ``args`` (a list, never a shell string) and return ``(rc, stdout, stderr)`` as bytes.
 
-    With ``check`` a non-zero exit raises InfraError quoting the command and its stderr.
+    With ``check`` a non-zero exit raises InfraError quoting the command and its stderr. After
+    ``timeout`` seconds the command is killed and ``subprocess.TimeoutExpired`` raised.
     """
     proc = subprocess.run(
         args,
@@ -55,6 +56,7 @@ def run(args, data=None, cwd=None, env=None, check=True):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         check=False,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise InfraError(
@@ -64,9 +66,16 @@ def run(args, data=None, cwd=None, env=None, check=True):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def write_file_atomic(path, data, mode=0o644):
-    """Replace ``path`` with ``data`` (bytes) through a temporary file and ``rename(2)``: readers
-    see the old or the new content, never a mix, and a hard link to the old file keeps it."""
+def write_file_atomic(path, data, mode=0o644, owner=None, move=None):
+    """Replace ``path`` with ``data`` (bytes) through a temporary file beside it, flushed to
+    disk, and ``rename(2)``: readers see the old or the new content, never a mix (even after a
+    crash), and a hard link to the old file keeps it.
+
+    The temporary file gets ``mode`` (None leaves mkstemp's 0600) and ``owner`` (``(uid, gid)``,
+    None leaves the caller's). ``move(tmp, path)`` replaces ``rename``: an Ansible module passes
+    ``module.atomic_move``, which gives the new file the old one's mode, owner and SELinux
+    context.
+    """
     directory = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
     try:
@@ -74,8 +83,11 @@ def write_file_atomic(path, data, mode=0o644):
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        if owner is not None:
+            os.chown(tmp, owner[0], owner[1])
+        (move or os.rename)(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -19,8 +19,7 @@ description:
     a directory), the section is managed inside that file instead.
   - The file is edited line by line, so comments, key order and keys this module does not
     manage are kept; a key that gets a new value is changed in place, new keys are added at
-    the end of the section. Missing directories are created with mode 0755, a new file with
-    mode 0644 (unless O(mode) says otherwise).
+    the end of the section.
   - The file is read the way Portage reads it (Python C(configparser) with basic interpolation
     and Portage's defaults C(EPREFIX), C(EROOT), C(ROOT), C(PORTAGE_CONFIGROOT), C(frozen);
     case-insensitive key names; values stripped of surrounding blanks; lines ended by C(\n),
@@ -31,38 +30,15 @@ description:
     spelling of a key (C(sync-uri), never C(sync_uri)). A key this module sets or removes
     replaces every spelling of it in the section, in any case and with C(_) for C(-), so no
     second, conflicting line is left behind; the line kept is written with C(-).
-  - Paths are resolved the way a process inside O(root) resolves them; a symbolic link in a
-    chroot is followed inside the chroot (an absolute target starts again at O(root)), so a
-    chroot's C(etc/portage -> /etc/elsewhere) leads to the chroot's own C(/etc/elsewhere), never
-    to the host's. A link whose target O(root) does not have is refused with a message naming
-    the link and where it leads; nothing is created behind it. With the default O(root=/)
-    this is plain path resolution.
   - Portage ignores a binary repository without C(sync-uri), so O(sync_uri) is required with
     O(state=present), and nothing is written on any error.
 author:
   - gentoo_binhost.infra maintainers (@gentoo-binhost)
-attributes:
-  check_mode:
-    support: full
-    details:
-      - Reports whether the file would change; nothing is written.
-  diff_mode:
-    support: full
-    details:
-      - Shows the file before and after.
-  idempotent:
-    support: full
 extends_documentation_fragment:
   - ansible.builtin.files
   - gentoo_binhost.infra.attributes
+  - gentoo_binhost.infra.config_file
 options:
-  root:
-    description:
-      - The system or chroot root whose C(etc/portage/binrepos.conf) is managed. Must be an
-        existing directory given as an absolute path. Paths below it are resolved as the root
-        itself sees them (see the description).
-    type: path
-    default: /
   name:
     description:
       - Name of the binary repository, the section name. Letters, digits, C(_), C(+) and C(-),
@@ -108,9 +84,6 @@ options:
       - V(present) creates or updates the section. V(absent) removes the section; a
         C(<name>.conf) file left without any key is removed. A single-file binrepos.conf is
         never removed.
-    type: str
-    choices: [present, absent]
-    default: present
 notes:
   - Only the one file is read; a section of the same name in another file of
     C(binrepos.conf/) is merged by Portage and not seen here.
@@ -177,20 +150,20 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binrepos import plan_binrepo_conf
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._portage_conf import run_file_plan
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._module import (
+    config_file_argument_spec,
+    run_file_plan,
+)
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            root=dict(type="path", default="/"),
-            name=dict(type="str", required=True),
+        argument_spec=config_file_argument_spec(
             sync_uri=dict(type="str"),
             priority=dict(type="int"),
             location=dict(type="path"),
             verify_signature=dict(type="bool"),
             options=dict(type="dict"),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
         required_if=[("state", "present", ("sync_uri",))],
         add_file_common_args=True,

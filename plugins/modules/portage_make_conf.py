@@ -34,35 +34,17 @@ description:
     C(FEATURES)). An assignment of the variable with nothing after C(=) (C(NAME=)) is
     rewritten as C(NAME=""); bash reads it as empty, but Portage's make.conf reader takes the
     next word as its value.
-  - Paths are resolved the way a process inside O(root) resolves them; a symbolic link in a
-    chroot is followed inside the chroot (an absolute target starts again at O(root)), so a
-    chroot's C(etc/portage -> /etc/elsewhere) leads to the chroot's own C(/etc/elsewhere), never
-    to the host's. A link whose target O(root) does not have is refused with a message naming
-    the link and where it leads; nothing is created behind it. With the default O(root=/)
-    this is plain path resolution.
 author:
   - gentoo_binhost.infra maintainers (@gentoo-binhost)
 attributes:
   check_mode:
-    support: full
     details:
       - Reports whether the file would change and the resulting value; nothing is written.
-  diff_mode:
-    support: full
-    details:
-      - Shows the file before and after.
-  idempotent:
-    support: full
 extends_documentation_fragment:
   - ansible.builtin.files
   - gentoo_binhost.infra.attributes
+  - gentoo_binhost.infra.config_file
 options:
-  root:
-    description:
-      - The system or chroot root. Must be an existing directory given as an absolute path.
-        Paths below it are resolved as the root itself sees them (see the description).
-    type: path
-    default: /
   path:
     description:
       - The file to edit, as a host path. Defaults to C(<root>/etc/portage/make.conf).
@@ -93,9 +75,6 @@ options:
     description:
       - V(present) sets the value or edits its tokens (an absent variable is created at the
         end of the file). V(absent) removes every assignment of the variable.
-    type: str
-    choices: [present, absent]
-    default: present
 notes:
   - Files that make.conf C(source)s are not read or changed.
   - Emptying a variable with O(remove) leaves C(NAME=""), it does not remove the line.
@@ -158,22 +137,20 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._portage_conf import (
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._make_conf import plan_make_conf
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._module import (
+    config_file_argument_spec,
     run_file_plan,
-    plan_make_conf,
 )
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            root=dict(type="path", default="/"),
+        argument_spec=config_file_argument_spec(
             path=dict(type="path"),
-            name=dict(type="str", required=True),
             value=dict(type="str"),
             add=dict(type="list", elements="str"),
             remove=dict(type="list", elements="str"),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
         mutually_exclusive=[("value", "add"), ("value", "remove")],
         add_file_common_args=True,

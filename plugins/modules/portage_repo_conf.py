@@ -18,8 +18,7 @@ description:
     managed inside that file instead.
   - The file is edited line by line, so comments, key order and keys this module does not
     manage are kept; a key that gets a new value is changed in place, new keys are added at
-    the end of the section. Missing directories are created with mode 0755, a new file with
-    mode 0644 (unless O(mode) says otherwise).
+    the end of the section.
   - The file is read the way Portage reads it (Python C(configparser) with basic
     interpolation and Portage's defaults C(EPREFIX), C(EROOT), C(ROOT), C(PORTAGE_CONFIGROOT);
     case-insensitive key names; values stripped of surrounding blanks; lines ended by C(\n),
@@ -31,36 +30,13 @@ description:
     for C(-), so no second, conflicting line is left behind; the line kept is written with C(-).
   - Portage needs C(sync-type) and C(sync-uri) together, and takes an empty value for none; a
     result with only one of them set is refused and nothing is written.
-  - Paths are resolved the way a process inside O(root) resolves them; a symbolic link in a
-    chroot is followed inside the chroot (an absolute target starts again at O(root)), so a
-    chroot's C(etc/portage -> /etc/elsewhere) leads to the chroot's own C(/etc/elsewhere), never
-    to the host's. A link whose target O(root) does not have is refused with a message naming
-    the link and where it leads; nothing is created behind it. With the default O(root=/)
-    this is plain path resolution.
 author:
   - gentoo_binhost.infra maintainers (@gentoo-binhost)
-attributes:
-  check_mode:
-    support: full
-    details:
-      - Reports whether the file would change; nothing is written.
-  diff_mode:
-    support: full
-    details:
-      - Shows the file before and after.
-  idempotent:
-    support: full
 extends_documentation_fragment:
   - ansible.builtin.files
   - gentoo_binhost.infra.attributes
+  - gentoo_binhost.infra.config_file
 options:
-  root:
-    description:
-      - The system or chroot root whose C(etc/portage/repos.conf) is managed. Must be an
-        existing directory given as an absolute path. Paths below it are resolved as the root
-        itself sees them (see the description).
-    type: path
-    default: /
   name:
     description:
       - Repository name, the section name. Letters, digits, C(_), C(+) and C(-), not starting
@@ -101,9 +77,6 @@ options:
       - V(present) creates or updates the section. V(absent) removes the section (and a
         C(main-repo) naming it in the same file); a C(<name>.conf) file left without any key
         is removed. A single-file repos.conf is never removed.
-    type: str
-    choices: [present, absent]
-    default: present
 notes:
   - Only the one file is read; a section of the same name in another file of
     C(repos.conf/) is merged by Portage and not seen here.
@@ -172,17 +145,16 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._portage_conf import (
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._module import (
+    config_file_argument_spec,
     run_file_plan,
-    plan_repo_conf,
 )
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._repos_conf import plan_repo_conf
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            root=dict(type="path", default="/"),
-            name=dict(type="str", required=True),
+        argument_spec=config_file_argument_spec(
             location=dict(type="path"),
             sync_type=dict(type="str"),
             sync_uri=dict(type="str"),
@@ -190,7 +162,6 @@ def main():
             auto_sync=dict(type="bool"),
             options=dict(type="dict"),
             main_repo=dict(type="bool"),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
         add_file_common_args=True,
         supports_check_mode=True,

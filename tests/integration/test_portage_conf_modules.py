@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from ansible_run import ROOT, run_module, tree_snapshot as tree
+from testkit import host_dir, root_link
 
 REPO_MODULE = "gentoo_binhost.infra.portage_repo_conf"
 MAKE_MODULE = "gentoo_binhost.infra.portage_make_conf"
@@ -304,29 +305,6 @@ def test_make_conf_empty_unquoted_value_is_what_portage_reads(root):
 
 
 # --------------------------------------------------------------------------- links inside the root
-
-def host_dir(tmp_path, name, files):
-    """A directory of the host's own that an absolute link in the root names."""
-    path = tmp_path / name
-    for rel, text in files.items():
-        (path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (path / rel).write_text(text)
-    return path
-
-
-def root_link(root, rel, target):
-    """Make ``rel`` of the root an absolute link to ``target``; the directory the root sees
-    there (``target`` inside the root) is made, holding what ``rel`` held."""
-    inside = root / str(target).lstrip("/")
-    inside.parent.mkdir(parents=True, exist_ok=True)
-    if (root / rel).exists():
-        (root / rel).rename(inside)
-    else:
-        inside.mkdir()
-    (root / rel).parent.mkdir(parents=True, exist_ok=True)
-    (root / rel).symlink_to(target)
-    return inside
-
 
 HOST_FILES = {"make.conf": 'FEATURES="host"\n', "repos.conf/gentoo.conf": "[gentoo]\nlocation = /host\n",
               "binrepos.conf/company.conf": "[company]\nsync-uri = https://host.example.org\n"}

@@ -6,6 +6,7 @@ from portage.binrepo.config import BinRepoConfigLoader
 
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binrepos import plan_binrepo_conf
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._root_files import write_plan
 
 # What Portage's settings give the loader for a root it runs in (PORTAGE_CONFIGROOT=/).
 SETTINGS = {"EPREFIX": "", "EROOT": "/", "PORTAGE_CONFIGROOT": "/", "ROOT": "/"}
@@ -34,15 +35,8 @@ def portage_reads(root, name=None):
 
 
 def write(plan):
-    """What apply_file_plan does, minus Ansible: enough to read the result back."""
-    for directory in plan.make_dirs:
-        os.mkdir(directory)
-    if plan.after is None:
-        if plan.before is not None:
-            os.unlink(plan.path)
-    else:
-        with open(plan.path, "w") as handle:
-            handle.write(plan.after)
+    """Carry the plan out as the modules do, without Ansible's file attributes."""
+    write_plan(plan)
     return plan
 
 
