@@ -1,7 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: gentoo_binhost.infra contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A git repository used as a store of tree snapshots, written with ``git fast-import``.
+"""A git repository on the host, driven by the host's ``git``: the collection's one git runner.
+
+:class:`GitStore` runs every git command of the collection with list arguments, a C locale and
+no prompts (a run from Ansible or a timer has nobody to answer one). It serves two users: the
+snapshot import, which keeps tree snapshots in a repository written with ``git fast-import``,
+and the chroot's repository checkouts (:mod:`._repo_checkout`), which clone, fetch and check
+out with the host's git, so a chroot needs no git of its own.
 
 New objects are written into a *staging* git directory that borrows the repository's objects
 through ``objects/info/alternates``. Only when the whole import succeeded are the staging
@@ -38,6 +44,9 @@ MODE_FILE = b"100644"
 MODE_EXEC = b"100755"
 MODE_LINK = b"120000"
 
+# Never a prompt for a user name or a passphrase: a failed authentication fails the run.
+NO_PROMPT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": ""}
+
 
 def quote_path(path):
     """A path as fast-import reads it: C-style quoted when it could be misread."""
@@ -47,21 +56,50 @@ def quote_path(path):
     return b'"' + out + b'"'
 
 
-class GitStore(object):
-    """One repository: its refs, its trees and imports into it."""
+class GitError(InfraError):
+    """A git command that failed; ``stderr`` is what git said."""
 
-    def __init__(self, path):
-        self.path = os.path.abspath(path)
+    def __init__(self, message, stderr):
+        InfraError.__init__(self, message)
+        self.stderr = stderr
+
+
+class GitStore(object):
+    """One repository at ``path`` (which need not exist yet): its refs, trees, remotes and
+    work tree, and imports into it. Without ``path``, git outside any repository, for what
+    needs none (asking a URL for its refs).
+
+    ``trust_owner`` runs git with ``safe.directory`` set to ``path``, for a checkout that
+    another user may own (one Portage synced as its ``portage`` user): git refuses such a
+    repository otherwise ("dubious ownership").
+    """
+
+    def __init__(self, path=None, trust_owner=False):
+        self.path = os.path.abspath(path) if path else None
         self.git = find_program("git")
+        self._config = ["-c", "safe.directory=%s" % self.path] if trust_owner and self.path else []
         self.git_dir = None
         self.bare = None
         self._locate()
 
+    def _run(self, args, shown, data=None, check=True):
+        """Run git with ``args`` after the options every call gets; ``shown`` is the command
+        for an error message, which names the repository and quotes git's stderr."""
+        rc, out, err = run([self.git] + self._config + args, data=data, env=NO_PROMPT_ENV, check=False)
+        if check and rc != 0:
+            stderr = err.decode("utf-8", "replace").strip()
+            where = " in %s" % self.path if self.path else ""
+            raise GitError("git %s failed%s (exit %d): %s" % (" ".join(shown), where, rc, stderr), stderr)
+        return rc, out, err
+
     # -- discovery and creation -------------------------------------------------------
     def _locate(self):
-        if not os.path.isdir(self.path):
+        self.git_dir = None
+        self.bare = None
+        if not self.path or not os.path.isdir(self.path):
             return
-        rc, out, _err = run([self.git, "-C", self.path, "rev-parse", "--is-bare-repository", "--absolute-git-dir"], check=False)
+        rc, out, _err = self._run(["-C", self.path, "rev-parse", "--is-bare-repository", "--absolute-git-dir"],
+                                  ["rev-parse"], check=False)
         if rc != 0:
             return
         lines = out.decode("utf-8", "replace").split("\n")
@@ -72,21 +110,35 @@ class GitStore(object):
             self.git_dir = None
             self.bare = None
 
+    def _refuse_non_empty(self):
+        if os.path.exists(self.path) and os.listdir(self.path):
+            raise InfraError("%s exists, is not empty and is not a git repository; refusing to create one there" % self.path)
+
     @property
     def exists(self):
         return self.git_dir is not None
 
     def create(self, bare=True, branch="master"):
-        if os.path.exists(self.path) and os.listdir(self.path):
-            raise InfraError("%s exists, is not empty and is not a git repository; refusing to create one there" % self.path)
-        args = [self.git, "init", "--quiet"]
-        if bare:
-            args.append("--bare")
-        run(args + ["--initial-branch=%s" % branch, self.path])
+        self._refuse_non_empty()
+        self._run(["init", "--quiet"] + (["--bare"] if bare else []) + ["--initial-branch=%s" % branch, self.path],
+                  ["init"])
+        self._locate()
+
+    def clone(self, url, branch=None, depth=None, checkout=True):
+        """Clone ``url`` (its remote named origin) into ``path``, a missing or empty directory:
+        ``branch`` a branch or tag to check out, ``depth`` a shallow clone of that many commits."""
+        self._refuse_non_empty()
+        args = ["clone", "--quiet", "--origin", "origin"] + ([] if checkout else ["--no-checkout"])
+        args += (["--depth", str(depth)] if depth else []) + (["--branch", branch] if branch else [])
+        self._run(args + ["--", url, self.path], args + [url])
         self._locate()
 
     def _git(self, *args, **kwargs):
-        return run([self.git, "--git-dir=%s" % self.git_dir] + list(args), **kwargs)
+        return self._run(["--git-dir=%s" % self.git_dir] + list(args), list(args), **kwargs)
+
+    def _work_tree(self, *args, **kwargs):
+        """git in the work tree, for the commands that change it."""
+        return self._run(["-C", self.path, "-c", "advice.detachedHead=false"] + list(args), list(args), **kwargs)
 
     # -- reading ----------------------------------------------------------------------
     def rev_parse(self, ref):
@@ -172,20 +224,59 @@ class GitStore(object):
 
     def checkout_tree(self, old_commit, new_commit):
         """Move a work tree and index from ``old_commit`` to ``new_commit``, writing only what differs."""
-        args = [self.git, "-C", self.path, "read-tree", "-m", "-u"]
-        args += [old_commit, new_commit] if old_commit else [new_commit]
-        run(args)
+        self._work_tree("read-tree", "-m", "-u", *([old_commit, new_commit] if old_commit else [new_commit]))
 
+    def checkout(self, commit, branch=None):
+        """Check out ``commit``, discarding local changes: on local ``branch`` (created or
+        moved there, as ``git checkout -B`` does) or with a detached HEAD."""
+        self._work_tree("checkout", "--quiet", "--force", *(["-B", branch, commit] if branch else ["--detach", commit]))
+
+    # -- remotes ----------------------------------------------------------------------
     def push(self, remote, refspecs):
         self._git("push", "--porcelain", remote, *refspecs)
 
+    def fetch(self, remote, refspecs, depth=None, tags=False, unshallow=False, check=True):
+        """``git fetch`` of ``refspecs`` from ``remote`` (a URL or a remote's name); returns its
+        exit status (with ``check``, a failure raises)."""
+        args = ["fetch", "--quiet"] + (["--depth", str(depth)] if depth else []) + (["--tags"] if tags else [])
+        args += ["--unshallow"] if unshallow else []
+        return self._git(*(args + [remote] + list(refspecs)), check=check)[0]
+
     def remote_refs(self, remote, refs):
-        out = self._git("ls-remote", remote, *refs)[1].decode()
+        """``{ref: object name}`` of the ``refs`` patterns at ``remote`` (``git ls-remote``);
+        without a repository (or before it exists) for a URL."""
+        where = ["--git-dir=%s" % self.git_dir] if self.git_dir else []
+        out = self._run(where + ["ls-remote", remote] + list(refs), ["ls-remote", remote] + list(refs))[1].decode()
         found = {}
         for line in out.splitlines():
             sha, _tab, ref = line.partition("\t")
             found[ref] = sha
         return found
+
+    def remote_version(self, remote, name):
+        """``(kind, commit)`` of branch or tag ``name`` at ``remote``: kind is ``branch`` (which
+        wins when both exist, as it does for ``git clone --branch``), ``tag`` (an annotated
+        tag's commit) or None."""
+        branch, tag = "refs/heads/%s" % name, "refs/tags/%s" % name
+        # ls-remote lists an annotated tag's commit (``^{}``) only when a pattern names it.
+        found = self.remote_refs(remote, [branch, tag, tag + "^{}"])
+        if branch in found:
+            return "branch", found[branch]
+        commit = found.get(tag + "^{}") or found.get(tag)
+        return ("tag", commit) if commit else (None, None)
+
+    def remote_url(self, remote="origin"):
+        rc, out, _err = self._git("config", "--get", "remote.%s.url" % remote, check=False)
+        return out.decode("utf-8", "replace").strip() if rc == 0 else None
+
+    def set_remote_url(self, url, remote="origin"):
+        """Point ``remote`` at ``url``, adding the remote when the repository has none by that name."""
+        if self._git("remote", "set-url", remote, url, check=False)[0] != 0:
+            self._git("remote", "add", remote, url)
+
+    @property
+    def shallow(self):
+        return os.path.exists(os.path.join(self.git_dir, "shallow"))
 
     def collect_garbage(self):
         """What git's own commit and fetch do afterwards: repack once packs pile up.

@@ -13,22 +13,40 @@ optional fields. That is what makes the two dangerous cases decidable:
   root is made a slave before anything below it is unmounted;
 * a hostile stage may contain ``dev -> /dev``; mount(8) follows symlinks, so every target is
   resolved first and refused when it leaves the root.
+
+The root itself is checked as every chroot root of the collection is
+(:func:`._chroot_paths.chroot_root`). The mount table is read and queried by :mod:`._mountinfo`.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import collections
 import os
-import posixpath
-import re
 
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError, find_program, run
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._chroot_paths import (
+    ChrootPathError,
+    chroot_root,
+    is_below,
+)
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import find_program, run
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._mountinfo import (
+    MountError,
+    bind_identity,
+    depths,
+    describe,
+    describe_line,
+    is_shared,
+    mounts_below,
+    option_satisfied,
+    read_mountinfo,
+    subtree,
+    top_mount_at,
+)
 
-MOUNTINFO = "/proc/self/mountinfo"
 
-# The source document's three: proc, then /dev and /sys rbound and made rslave.
+# What Portage needs in a chroot: proc, then /dev and /sys rbound and made rslave (so that
+# unmounting them later cannot propagate to the host's /dev and /sys).
 DEFAULT_MOUNTS = (
     {"src": "proc", "target": "proc", "type": "proc"},
     {"src": "/dev", "target": "dev", "type": "rbind"},
@@ -38,160 +56,12 @@ DEFAULT_MOUNTS = (
 BIND_TYPES = ("bind", "rbind")
 
 
-class MountError(InfraError):
-    """A chroot mount request that cannot be carried out as asked."""
-
-
 class UnsafeTargetError(MountError):
     """A mount target that resolves outside the staging root (or onto it)."""
 
 
 class MountBusyError(MountError):
     """An unmount refused by the kernel because something still uses the file system."""
-
-
-MountEntry = collections.namedtuple(
-    "MountEntry",
-    "mount_id parent_id major_minor root target options optional fstype source super_options",
-)
-
-
-def unescape(field):
-    """Undo the kernel's octal escapes (``\\040`` space, ``\\011`` tab, ``\\012``, ``\\134``).
-
-    The escapes encode bytes, so a name that is not UTF-8 survives as surrogate escapes, like
-    ``os.fsdecode`` does, and can be passed back to the file system unchanged.
-    """
-    if "\\" not in field:
-        return field
-    raw = os.fsencode(field)
-    raw = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), raw)
-    return os.fsdecode(raw)
-
-
-def parse_mountinfo_line(line):
-    """One ``/proc/self/mountinfo`` line as a MountEntry.
-
-    Format: ``ID PARENT MAJ:MIN ROOT TARGET OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER``;
-    the optional fields (``shared:N``, ``master:N``, ``propagate_from:N``, ``unbindable``) run
-    up to a lone ``-``. Spaces inside fields are always escaped, so splitting on them is exact.
-    """
-    fields = line.rstrip("\n").split(" ")
-    try:
-        sep = fields.index("-", 6)
-        entry = MountEntry(
-            mount_id=int(fields[0]),
-            parent_id=int(fields[1]),
-            major_minor=fields[2],
-            root=unescape(fields[3]),
-            target=unescape(fields[4]),
-            options=fields[5],
-            optional=tuple(fields[6:sep]),
-            fstype=unescape(fields[sep + 1]),
-            source=unescape(fields[sep + 2]),
-            super_options=fields[sep + 3] if len(fields) > sep + 3 else "",
-        )
-    except (ValueError, IndexError):
-        raise MountError("cannot parse mountinfo line %r: it does not have the proc(5) format" % line)
-    return entry
-
-
-def parse_mountinfo(text):
-    """All entries of a mountinfo text, in the kernel's order."""
-    return [parse_mountinfo_line(line) for line in text.splitlines() if line.strip()]
-
-
-def read_mountinfo(path=MOUNTINFO):
-    with open(path, "rb") as handle:
-        return parse_mountinfo(os.fsdecode(handle.read()))
-
-
-def propagation(entry):
-    """Propagation type as findmnt(8) names it: ``shared``, ``slave``, ``private``, ``unbindable``."""
-    kinds = []
-    if any(f.startswith("shared:") for f in entry.optional):
-        kinds.append("shared")
-    if any(f.startswith("master:") for f in entry.optional):
-        kinds.append("slave")
-    if not kinds:
-        kinds.append("private")
-    if "unbindable" in entry.optional:
-        kinds.append("unbindable")
-    return ",".join(kinds)
-
-
-def is_shared(entry):
-    """A shared mount sends mount and unmount events to its peers (the host's, for a rbind)."""
-    return any(f.startswith("shared:") for f in entry.optional)
-
-
-def is_below(target, root):
-    """Whether ``target`` is strictly below directory ``root`` (both canonical paths)."""
-    return target != root and target.startswith(root.rstrip("/") + "/")
-
-
-def mounts_below(table, root):
-    return [m for m in table if is_below(m.target, root)]
-
-
-def depths(table):
-    """Depth of every mount in the mount tree (parents are not always listed before children)."""
-    by_id = dict((m.mount_id, m) for m in table)
-    result = {}
-    for mount in table:
-        depth, seen, cur = 0, set(), mount
-        while cur.parent_id in by_id and cur.parent_id not in seen and cur.parent_id != cur.mount_id:
-            seen.add(cur.mount_id)
-            cur = by_id[cur.parent_id]
-            depth += 1
-        result[mount.mount_id] = depth
-    return result
-
-
-def top_mount_at(table, target):
-    """The mount a lookup of ``target`` reaches: of the mounts stacked there, the deepest."""
-    stacked = [m for m in table if m.target == target]
-    if not stacked:
-        return None
-    depth = depths(table)
-    return max(stacked, key=lambda m: (depth[m.mount_id], m.mount_id))
-
-
-def describe(entry):
-    return {
-        "target": entry.target,
-        "type": entry.fstype,
-        "source": entry.source,
-        "root": entry.root,
-        "options": entry.options,
-        "super_options": entry.super_options,
-        "propagation": propagation(entry),
-    }
-
-
-def describe_line(entry):
-    return "%s %s %s %s %s" % (entry.target, entry.fstype, entry.source, entry.options, propagation(entry))
-
-
-# ---------------------------------------------------------------------------------------------
-# Requests and paths
-
-
-def check_root(path):
-    """Canonical staging root, or a MountError for ``/``, a missing path or a non-directory."""
-    if not path:
-        raise MountError("path is empty: give the staging root directory of the chroot")
-    real = os.path.realpath(path)
-    if real == "/":
-        raise MountError(
-            "refusing to manage mounts below %r: it resolves to '/', the host's root; "
-            "give the staging root directory of the chroot" % path
-        )
-    if not os.path.lexists(path):
-        raise MountError("staging root %r does not exist; unpack the stage there first" % path)
-    if not os.path.isdir(real):
-        raise MountError("staging root %r is not a directory; give the chroot's top directory" % path)
-    return real
 
 
 def normalize_spec(spec):
@@ -259,83 +129,17 @@ def create_target(root, resolved, missing, as_file=False):
         raise UnsafeTargetError("mount target %s changed under us (a symlink appeared); refusing" % resolved)
 
 
-# ---------------------------------------------------------------------------------------------
-# Comparing a request with the table
-
-_SIZE = re.compile(r"^(\d+)([kKmMgGtTpPeE]?)$")
-
-
-def _number(key, value):
-    if key == "mode":
-        return int(value, 8)
-    if key in ("uid", "gid"):
-        return int(value)
-    match = _SIZE.match(value)
-    if match:
-        # The kernel shows sizes in KiB (size=2097152k for size=2G).
-        return int(match.group(1)) * 1024 ** "_kmgtpe".index(match.group(2).lower() or "_")
-    return value
-
-
-def option_satisfied(option, entry):
-    """Whether the mount already has ``option`` (flags per mount, key=value per super block)."""
-    flags = set(entry.options.split(",")) | set(entry.super_options.split(","))
-    if option in flags or option in ("defaults", "bind", "rbind", "auto", "noauto", "nofail", "_netdev"):
-        return True
-    if option in ("exec", "suid", "dev", "atime", "diratime"):
-        return "no" + option not in flags
-    if option == "rw":
-        return "ro" not in entry.options.split(",")
-    if "=" in option:
-        key, value = option.split("=", 1)
-        for have in flags:
-            if have.startswith(key + "="):
-                have_value = have.split("=", 1)[1]
-                if value.endswith("%"):
-                    return True  # a share of RAM: the kernel shows only the result
-                try:
-                    return _number(key, have_value) == _number(key, value)
-                except ValueError:
-                    return have_value == value
-    return False
-
-
-def bind_identity(table, src):
-    """``(major:minor, root)`` that a bind of host path ``src`` shows in mountinfo."""
-    real = os.path.realpath(src)
-    holders = [m for m in table if m.target == real or is_below(real, m.target) or m.target == "/"]
-    if not holders:
-        return None
-    longest = max(len(m.target) for m in holders)
-    holder = top_mount_at(table, [m.target for m in holders if len(m.target) == longest][0])
-    inner = os.path.relpath(real, holder.target)
-    return holder.major_minor, posixpath.normpath(posixpath.join(holder.root, inner if inner != "." else ""))
-
-
 def matches(table, existing, spec):
     if spec["type"] in BIND_TYPES:
         return bind_identity(table, spec["src"]) == (existing.major_minor, existing.root)
     return existing.fstype == spec["type"]
 
 
-def subtree(table, top):
-    """``top`` and every mount below it in the mount tree."""
-    ids = {top.mount_id}
-    changed = True
-    while changed:
-        changed = False
-        for m in table:
-            if m.parent_id in ids and m.mount_id not in ids:
-                ids.add(m.mount_id)
-                changed = True
-    return [m for m in table if m.mount_id in ids]
-
-
 # ---------------------------------------------------------------------------------------------
 # Acting
 
 
-class _Mounter(object):
+class Mounter(object):
     """Runs mount/umount with list arguments and records a readable line per action."""
 
     def __init__(self, check_mode):
@@ -462,7 +266,7 @@ def unmount_all(root, mounter, lazy=False, reader=read_mountinfo):
         by_id = dict((m.mount_id, m) for m in table)
         victim = max(below, key=lambda m: (depth[m.mount_id], m.mount_id))
         parent = by_id.get(victim.parent_id)
-        if parent is not None and is_below(parent.target, root) and is_shared(parent):
+        if parent in below and is_shared(parent):
             # A hidden mount that became visible only now: make it a slave before going on.
             mounter.make_rslave(parent.target)
             now = [m for m in reader() if m.mount_id == parent.mount_id]
@@ -482,7 +286,10 @@ def unmount_all(root, mounter, lazy=False, reader=read_mountinfo):
 
 def chroot_mount(params, check_mode=False, reader=read_mountinfo):
     """The module's whole job; returns the result dict (with a ``diff`` for the module to show)."""
-    root = check_root(params.get("path"))
+    try:
+        root = chroot_root(params.get("path"), "staging")
+    except ChrootPathError as exc:
+        raise MountError(str(exc))
     state = params.get("state") or "mounted"
     if state not in ("mounted", "unmounted"):
         raise MountError("state must be mounted or unmounted, not %r" % state)
@@ -490,7 +297,7 @@ def chroot_mount(params, check_mode=False, reader=read_mountinfo):
     specs = [normalize_spec(s) for s in (list(DEFAULT_MOUNTS) if mounts is None else mounts)]
     specs += [normalize_spec(s) for s in (params.get("extra_mounts") or [])]
     before = mounts_below(reader(), root)
-    mounter = _Mounter(check_mode)
+    mounter = Mounter(check_mode)
     if state == "mounted":
         # Refuse unsafe targets before touching anything.
         for spec in specs:

@@ -52,8 +52,8 @@ attributes:
 options:
   path:
     description:
-      - The staging root (the directory that will be the chroot's C(/)). Must be an existing
-        directory other than C(/); symlinks in it are resolved first.
+      - The staging root (the directory that will be the chroot's C(/)). Must be the absolute
+        path of an existing directory other than C(/); symlinks in it are resolved first.
     type: path
     required: true
   state:

@@ -14,7 +14,8 @@ short_description: Pin the repositories and write the Portage configuration of a
 version_added: 0.1.0
 description:
   - Configures one staging root (chroot) for a build in a single module call, from the host,
-    without entering the chroot - the work of about 24 separate tasks.
+    without entering the chroot. The host's git clones and updates the repositories, so the
+    chroot needs no git of its own.
   - Clones or updates every repository of O(repositories) at its pinned O(repositories[].version)
     and declares it in C(<root>/etc/portage/repos.conf/<name>.conf) (C(sync-type = git),
     C(sync-uri), C(location), C(priority), C(sync-depth = 1),

@@ -94,7 +94,7 @@ class MountNamespace:
 
 
 def unescape(field):
-    from ansible_collections.gentoo_binhost.infra.plugins.module_utils._mounts import unescape as real
+    from ansible_collections.gentoo_binhost.infra.plugins.module_utils._mountinfo import unescape as real
 
     return real(field)
 
@@ -231,7 +231,7 @@ def test_refusals_change_nothing(ns, stage, tmp_path):
     (hostile / "sys").mkdir()
     os.symlink("/dev", hostile / "dev")
     cases = [
-        ({"path": "/"}, "resolves to '/', the host's root"),
+        ({"path": "/"}, "resolves to the host's / ; give the path of a chroot"),
         ({"path": str(a_file)}, "is not a directory"),
         ({"path": str(tmp_path / "missing")}, "does not exist"),
         ({"path": str(hostile)}, "resolves to /dev, outside the staging root"),

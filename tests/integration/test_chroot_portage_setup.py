@@ -1,21 +1,9 @@
 """chroot_portage_setup through the real ansible CLI: four passes on a fake chroot, bad input."""
-import os
-import subprocess
-
 import pytest
 from ansible_run import run_module, tree_snapshot as tree
+from testkit import git
 
 MODULE = "gentoo_binhost.infra.chroot_portage_setup"
-GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org",
-               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.org")
-
-
-def git(*args, cwd=None):
-    proc = subprocess.run(["git"] + list(args), cwd=cwd, env=GIT_ENV, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
-
-
 
 
 @pytest.fixture

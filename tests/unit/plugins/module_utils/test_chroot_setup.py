@@ -9,22 +9,14 @@ from pathlib import Path
 
 import pytest
 from mirrorprocs import free_port, port_answers
+from testkit import git, host_dir, root_link
 
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._chroot_setup import (
     ChrootSetupError,
     edit_mirrors,
     setup_chroot,
 )
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._portage_conf import plan_repo_conf
-
-GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org",
-               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.org")
-
-
-def git(*args, cwd=None):
-    proc = subprocess.run(["git"] + list(args), cwd=cwd, env=GIT_ENV, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._repos_conf import plan_repo_conf
 
 
 class Upstream:
@@ -204,6 +196,17 @@ def test_tag_to_tag_on_a_depth_one_clone_and_back_without_the_remote(root, upstr
     back = by_name(setup(params_for(root, [repo]), resolv))
     assert back["gentoo"]["action"] == "checked-out" and back["gentoo"]["remote_contacted"] is False
     assert head(gentoo) == v1
+
+
+def test_check_mode_names_an_annotated_tags_commit_not_the_tag(root, upstream, resolv):
+    v1 = upstream.commit(tag="v1", annotated=True)
+    v2 = upstream.commit(tag="v2", annotated=True)
+    repo = {"name": "gentoo", "url": str(upstream.bare), "version": "v1", "depth": 1, "main": True}
+    assert setup(params_for(root, [repo]), resolv, check=True)["commits"] == {"gentoo": v1}  # a new clone
+    setup(params_for(root, [repo]), resolv)
+    check = by_name(setup(params_for(root, [dict(repo, version="v2")]), resolv, check=True))["gentoo"]
+    assert (check["before"], check["commit"], check["action"]) == (v1, v2, "fetched")  # asked the remote
+    assert head(root / "var/db/repos/gentoo") == v1
 
 
 def test_branch_pin_follows_the_remote(root, upstream, resolv):
@@ -409,34 +412,12 @@ def test_single_file_repos_conf_gets_both_sections(root, upstream, resolv):
 
 # --------------------------------------------------------------------------- links inside the chroot
 
-def host_dir(tmp_path, name, files):
-    """A directory of the host's own (in tmp) that a chroot's absolute link names."""
-    path = tmp_path / name
-    for rel, text in files.items():
-        (path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (path / rel).write_text(text)
-    return path
-
-
-def chroot_link(root, rel, target):
-    """Make ``rel`` in the chroot an absolute link to ``target``, moving what was there to
-    ``target`` inside the chroot (where the chroot sees the link lead)."""
-    inside = root / str(target).lstrip("/")
-    inside.parent.mkdir(parents=True, exist_ok=True)
-    if (root / rel).exists():
-        (root / rel).rename(inside)
-    else:
-        inside.mkdir()
-    (root / rel).symlink_to(target)
-    return inside
-
-
 def test_absolute_etc_portage_link_is_followed_inside_the_chroot(root, upstream, resolv, tmp_path):
     upstream.commit(tag="v1")
     host = host_dir(tmp_path, "host-portage", {"make.conf": "FEATURES=host\n", "mirrors": "local http://host\n",
                                                "repos.conf/gentoo.conf": "[gentoo]\nlocation = /host\n"})
     host_before = tree(host)
-    inside = chroot_link(root, "etc/portage", host)
+    inside = root_link(root, "etc/portage", host)
     params = params_for(root, [{"name": "gentoo", "url": str(upstream.bare), "version": "v1", "main": True}])
     check = setup(params, resolv, check=True)
     assert check["changed"] is True and tree(host) == host_before
@@ -455,7 +436,7 @@ def test_absolute_repos_conf_link_is_followed_inside_the_chroot(root, upstream, 
     upstream.commit(tag="v1")
     host = host_dir(tmp_path, "host-repos.conf", {"gentoo.conf": "[gentoo]\nlocation = /host\n"})
     host_before = tree(host)
-    inside = chroot_link(root, "etc/portage/repos.conf", host)
+    inside = root_link(root, "etc/portage/repos.conf", host)
     setup(params_for(root, [{"name": "gentoo", "url": str(upstream.bare), "version": "v1"}]), resolv)
     assert "sync-uri = %s\n" % upstream.bare in (inside / "gentoo.conf").read_text()
     assert tree(host) == host_before
@@ -464,7 +445,7 @@ def test_absolute_repos_conf_link_is_followed_inside_the_chroot(root, upstream, 
 def test_absolute_etc_link_is_followed_for_resolv_conf_too(root, resolv, tmp_path):
     host = host_dir(tmp_path, "host-etc", {"resolv.conf": "nameserver 198.51.100.1\n", "portage/make.conf": "X=1\n"})
     host_before = tree(host)
-    inside = chroot_link(root, "etc", host)
+    inside = root_link(root, "etc", host)
     result = setup({"root": str(root), "local_mirror": "http://127.0.0.1:8080"}, resolv)
     assert result["changed"] is True
     assert (inside / "resolv.conf").read_text() == resolv.read_text()
@@ -484,7 +465,7 @@ def test_absolute_link_above_a_location_is_followed_inside_the_chroot(root, upst
     host_before = tree(host)
     link_target = host if target == "HOST" else Path("/")
     slash_gentoo = os.path.lexists("/gentoo")
-    inside = chroot_link(root, "var/db/repos", link_target) if target == "HOST" else root
+    inside = root_link(root, "var/db/repos", link_target) if target == "HOST" else root
     if target == "/":
         shutil.rmtree(root / "var/db/repos")
         (root / "var/db/repos").symlink_to("/")

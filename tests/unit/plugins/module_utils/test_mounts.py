@@ -7,25 +7,27 @@ import os
 
 import pytest
 
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._chroot_paths import is_below
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._mounts import (
-    MountError,
-    UnsafeTargetError,
-    _Mounter,
-    check_root,
-    chroot_mount,
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._mountinfo import (
     depths,
-    ensure_mounted,
-    is_below,
     is_shared,
-    normalize_spec,
+    mounts_below,
     option_satisfied,
     parse_mountinfo,
     parse_mountinfo_line,
     propagation,
-    resolve_target,
     top_mount_at,
     unescape,
+)
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._mounts import (
+    Mounter,
+    MountError,
+    UnsafeTargetError,
+    chroot_mount,
+    ensure_mounted,
+    normalize_spec,
+    resolve_target,
     unmount_all,
 )
 
@@ -109,10 +111,11 @@ def test_malformed_line_is_a_clear_error():
 def test_below_is_strict_and_not_a_prefix_match():
     table = parse_mountinfo(SYSTEMD)
     root = "/srv/stage one"
-    below = [m.target for m in table if is_below(m.target, root)]
+    below = [m.target for m in mounts_below(table, root)]
     assert below == ["/srv/stage one/proc", "/srv/stage one/dev", "/srv/stage one/dev/pts",
                      "/srv/stage one/var/cache/distfiles"]
-    assert not is_below(root, root) and not is_below("/srv/stage one2/proc", root)
+    on_root = parse_mountinfo_line("106 1 8:1 /srv/stage\\040one /srv/stage\\040one rw - ext4 /dev/sda1 rw")
+    assert mounts_below([on_root], root) == [] and not is_below("/srv/stage one2/proc", root)
 
 
 def test_options_compare_like_the_kernel_shows_them():
@@ -151,14 +154,11 @@ def test_refused_roots(tmp_path):
     a_file = tmp_path / "f"
     a_file.write_text("")
     os.symlink("/", tmp_path / "slash")
-    with pytest.raises(MountError, match="resolves to '/'"):
-        check_root("/")
-    with pytest.raises(MountError, match="resolves to '/'"):
-        check_root(str(tmp_path / "slash"))
-    with pytest.raises(MountError, match="does not exist"):
-        check_root(str(tmp_path / "nope"))
-    with pytest.raises(MountError, match="is not a directory"):
-        check_root(str(a_file))
+    for path, message in (("/", "resolves to the host's /"), (str(tmp_path / "slash"), "resolves to the host's /"),
+                          (str(tmp_path / "nope"), "does not exist"), (str(a_file), "is not a directory"),
+                          ("stage", "must be an absolute path")):
+        with pytest.raises(MountError, match=message):
+            chroot_mount({"path": path}, check_mode=True, reader=lambda: [])
     assert issubclass(MountError, InfraError)
 
 
@@ -264,7 +264,7 @@ def test_plan_refuses_a_different_mount_in_the_way(root):
 
 def test_plan_recognises_binds_by_device_and_directory(root):
     lines = ["210 27 254:0 /var/cache {root}/var/tmp rw,relatime - ext4 /dev/vda rw"]
-    mounter = _Mounter(check_mode=True)
+    mounter = Mounter(check_mode=True)
     table = table_for(root, lines)
     same = normalize_spec({"src": "/var/cache", "target": "var/tmp", "type": "bind"})
     assert ensure_mounted(root, [same], mounter, reader=lambda: table) == [] and mounter.actions == []
@@ -289,7 +289,7 @@ def test_plan_unmount_is_deepest_first_and_stays_below_the_root(root):
 
 
 def test_unmount_plan_is_empty_when_nothing_is_mounted(root):
-    mounter = _Mounter(check_mode=True)
+    mounter = Mounter(check_mode=True)
     unmount_all(root, mounter, reader=lambda: table_for(root, []))
     assert mounter.actions == []
 
