@@ -1,9 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: gentoo_binhost.infra contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Fetching snapshot files from mirrors (http, https, file) or local paths, with timeouts.
+"""Fetching snapshot and stage files from mirrors (http, https, file) or local paths, with timeouts.
 
-Standard library only: the same code runs in the module and in the mirror's timer CLI.
+Under Ansible, HTTP goes through ``ansible.module_utils.urls`` (its certificate checks, proxy
+and netrc handling). The same code also runs in the mirror's timer CLI, on a host where only
+these module_utils are installed and Ansible may be absent: there the standard library's
+urllib opener does the same requests.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -13,16 +16,18 @@ __metaclass__ = type
 import hashlib
 import os
 import socket
-
-try:  # Python 3
-    from urllib.error import HTTPError, URLError
-    from urllib.parse import unquote, urlsplit
-    from urllib.request import Request, urlopen
-    from http.client import HTTPException
-except ImportError:  # pragma: no cover - Python 2 is not supported by the logic
-    raise
+from http.client import HTTPException
+from urllib.error import HTTPError, URLError
+from urllib.parse import unquote, urlsplit
+from urllib.request import Request, build_opener
 
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError
+
+try:
+    from ansible.module_utils.urls import ConnectionError as UrlsConnectionError, open_url
+except ImportError:  # the timer CLI on a host without Ansible: the standard library's opener
+    open_url = None
+    UrlsConnectionError = OSError
 
 CHUNK = 1 << 20
 USER_AGENT = "gentoo_binhost.infra/portage_snapshot"
@@ -57,7 +62,7 @@ def _open(location, timeout):
         except OSError as exc:
             raise FetchError("%s: %s" % (path, exc.strerror or exc))
     try:
-        return urlopen(Request(location, headers={"User-Agent": USER_AGENT}), timeout=timeout)
+        return _open_http(location, timeout)
     except HTTPError as exc:
         raise FetchError("%s: HTTP %d %s" % (location, exc.code, exc.reason), missing=exc.code in (404, 410))
     except (socket.timeout, TimeoutError):
@@ -67,8 +72,23 @@ def _open(location, timeout):
         if isinstance(reason, (socket.timeout, TimeoutError)):
             raise FetchError("%s: no answer within %s s (timeout)" % (location, timeout))
         raise FetchError("%s: %s" % (location, reason))
-    except (HTTPException, OSError) as exc:
+    except (HTTPException, OSError, UrlsConnectionError) as exc:
         raise FetchError("%s: %s" % (location, exc))
+
+
+def _open_http(location, timeout):
+    if open_url is not None:
+        # decompress=False: the digests are over the bytes as served, and so is Content-Length.
+        return open_url(location, timeout=timeout, http_agent=USER_AGENT, decompress=False)
+    return build_opener().open(Request(location, headers={"User-Agent": USER_AGENT}), timeout=timeout)
+
+
+def check_timeout(timeout):
+    """Refuse a ``timeout`` option that is not a whole number of seconds from 1 to 86400."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= 86400:
+        raise InfraError("timeout %r is out of range: give the seconds to wait for a server's answer, "
+                         "a whole number from 1 to 86400" % (timeout,))
+    return timeout
 
 
 def _copy(stream, location, timeout, sink, limit=None):

@@ -24,6 +24,7 @@ from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common impor
     find_program,
     run,
 )
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._fetch import FetchError, fetch_bytes
 
 try:
     import gnupg
@@ -163,3 +164,37 @@ class EphemeralKeyring(object):
             )
         primary, signing, stamp = good[0]
         return {"fingerprint": signing, "primary_fingerprint": primary, "timestamp": stamp}
+
+
+def verify_detached_signature(data_path, signature, label, key_path, fingerprint=None, timeout=60,
+                              workdir=None, what="snapshot"):
+    """Fetch the detached signature at ``signature`` (URL or path) and check it over ``data_path``.
+
+    The one path stages and snapshots take: the signature is saved in ``workdir`` (a temporary
+    directory when None), then checked in an EphemeralKeyring of ``key_path``, its primary key
+    pinned to ``fingerprint`` when given. Returns what :meth:`EphemeralKeyring.verify_detached`
+    returns. Raises FetchError when the signature cannot be had, InfraError when the pinned key
+    is not in the key file (the same on every mirror), SignatureError when it does not verify.
+    """
+    pin = normalize_fingerprint(fingerprint)
+    try:
+        data = fetch_bytes(signature, timeout)
+    except FetchError as exc:
+        raise FetchError("cannot get the OpenPGP signature of %s: %s" % (label, exc), missing=exc.missing)
+    own_dir = workdir is None
+    directory = tempfile.mkdtemp(prefix="gbh-sig-") if own_dir else workdir
+    try:
+        sig_path = os.path.join(directory, label + ".sig")
+        with open(sig_path, "wb") as handle:
+            handle.write(data)
+        with EphemeralKeyring(key_path) as keyring:
+            if pin and not any(f == pin or f.endswith(pin) for f in keyring.fingerprints):
+                # Checked per signature too; this gives the clearer message for a wrong key file.
+                raise InfraError(
+                    "cannot check the signature of %s: fingerprint %s is not among the keys in %s (%s)"
+                    % (label, pin, key_path, ", ".join(keyring.fingerprints))
+                )
+            return keyring.verify_detached(data_path, sig_path, label, pin, what=what)
+    finally:
+        if own_dir:
+            shutil.rmtree(directory, ignore_errors=True)

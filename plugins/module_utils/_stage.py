@@ -34,6 +34,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import (
     InfraError,
@@ -41,32 +42,49 @@ from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common impor
     find_program,
 )
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._decompress import (
+    PIPE_SIZE,
     DecompressError,
     TarStream,
     format_of_file,
+    widen_pipe,
 )
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._fetch import (
     CHUNK,
     FetchError,
+    check_timeout,
     fetch_bytes,
     fetch_to_file,
     local_path_of,
 )
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._openpgp import (
     EphemeralKeyring,
-    SignatureError,
     normalize_fingerprint,
+    verify_detached_signature,
 )
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._tarstream import (
-    HARDLINK,
-    SYMLINK,
-    iter_members,
-)
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._params import complete_params, errors_as
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._tarpolicy import MemberPolicy
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._tarstream import iter_members
 
 MARKER = "var/lib/gentoo-binhost/stage.json"
 BINREPOS = "etc/portage/binrepos.conf"
 DEFAULT_KEY = "/usr/share/openpgp-keys/gentoo-release.asc"
 _HEX_RE = re.compile(r"^[0-9a-fA-F]{128}$")
+
+# The stage_unpack module's options: the module hands them to AnsibleModule, plain callers
+# (benchmarks, tests) get the same defaults and constraints through complete_params.
+ARGUMENT_SPEC = dict(
+    src=dict(type="str", required=True),
+    dest=dict(type="path", required=True),
+    sha512=dict(type="str"),
+    digests=dict(type="str"),
+    signature=dict(type="str"),
+    verify=dict(type="bool", default=True),
+    key=dict(type="path", default=DEFAULT_KEY),
+    fingerprint=dict(type="str"),
+    remove_binrepos_conf=dict(type="bool", default=False),
+    timeout=dict(type="int", default=60),
+)
+MUTUALLY_EXCLUSIVE = [("sha512", "digests")]
 
 
 class StageError(InfraError):
@@ -100,74 +118,24 @@ def parse_digests(text, name):
     return found
 
 
-class MemberPolicy(object):
-    """Decides, member by member, whether a stage member may be written below the root."""
-
-    def __init__(self, label):
-        self.label = label
-        self.symlinks = {}
-
-    def _refuse(self, name, reason):
-        raise StageError("refusing stage %s: member %r %s" % (self.label, name.decode("utf-8", "backslashreplace"), reason))
-
-    def _parts(self, name, what):
-        if name.startswith(b"/"):
-            self._refuse(name, "has an absolute %s" % what)
-        parts = [p for p in name.split(b"/") if p not in (b"", b".")]
-        if b".." in parts:
-            self._refuse(name, "has a '..' component in its %s (would escape the root)" % what)
-        return parts
-
-    def _leaves_root(self, link_dir, target):
-        """Whether an archive symlink in ``link_dir`` pointing at ``target`` leads out of the root
-        when the host (not the chroot) follows it, as tar would while extracting."""
-        if target.startswith(b"/"):
-            return True
-        depth = len(link_dir)
-        for part in target.split(b"/"):
-            if part == b"..":
-                depth -= 1
-                if depth < 0:
-                    return True
-            elif part not in (b"", b"."):
-                depth += 1
-        return False
-
-    def check(self, name, typeflag, linkname):
-        parts = self._parts(name, "path")
-        for i in range(1, len(parts)):
-            prefix = b"/".join(parts[:i])
-            target = self.symlinks.get(prefix)
-            if target is not None and self._leaves_root(parts[:i - 1], target):
-                self._refuse(name, "lies below the symbolic link %s -> %s, which leads out of the root"
-                             % (prefix.decode("utf-8", "replace"), target.decode("utf-8", "replace")))
-        if typeflag == HARDLINK:
-            self._parts(linkname, "hard link target")
-        path = b"/".join(parts)
-        if typeflag == SYMLINK:
-            self.symlinks[path] = linkname
-        else:
-            self.symlinks.pop(path, None)
-
-
 class StageUnpack(object):
     def __init__(self, params, check_mode=False):
-        self.p = params
+        self.p = params = complete_params(params, ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE, error=StageError)
         self.check_mode = check_mode
         self.dest = os.path.abspath(params["dest"])
         self.src = params["src"]
         self.label = self.src.rstrip("/").rsplit("/", 1)[-1]
-        digests = params.get("digests")
+        digests = params["digests"]
         # An empty digests says there is none (a stage4 of one's own), unlike an unset one.
         self.digests = self.src + ".DIGESTS" if digests is None else (digests or None)
-        self.signature_given = bool(params.get("signature"))
-        self.signature = params.get("signature") or self.src + ".asc"
-        self.pin = params.get("sha512")
+        self.signature_given = bool(params["signature"])
+        self.signature = params["signature"] or self.src + ".asc"
+        self.pin = params["sha512"]
         self.expected_blake2b = None
-        self.verify = params.get("verify", True)
-        self.key = params.get("key") or DEFAULT_KEY
-        self.fingerprint = normalize_fingerprint(params.get("fingerprint"))
-        self.timeout = params.get("timeout") or 60
+        self.verify = params["verify"]
+        self.key = params["key"]
+        self.fingerprint = normalize_fingerprint(params["fingerprint"])
+        self.timeout = check_timeout(params["timeout"])
         self.result = {"changed": False, "dest": self.dest, "stage": self.label, "sha512": None,
                        "binrepos_conf_removed": False}
         # The root is replaced by a rename and checked by listing it: through a link, both would
@@ -181,9 +149,6 @@ class StageUnpack(object):
             if not isinstance(self.pin, str) or not _HEX_RE.match(self.pin.strip()):
                 raise StageError("sha512 %r is not a SHA-512 digest (128 hex digits)" % (self.pin,))
             self.pin = self.pin.strip().lower()
-            if digests is not None:
-                raise StageError("sha512 and digests are mutually exclusive: with sha512 given, "
-                                 "no DIGESTS file is read")
         if os.path.exists(self.dest) and not os.path.isdir(self.dest):
             raise StageError("dest %s exists and is not a directory" % self.dest)
 
@@ -222,9 +187,7 @@ class StageUnpack(object):
             os.makedirs(parent, 0o755)
         work = tempfile.mkdtemp(prefix=".%s.partial-" % os.path.basename(self.dest), dir=parent)
         try:
-            tarball, sha512 = self._fetch(work, expected)
-            if self._signature_required():
-                self._check_signature(tarball, work)
+            tarball, sha512 = self._verified_tarball(work, expected)
             try:
                 fmt = format_of_file(tarball, self.label)
             except DecompressError as exc:
@@ -303,19 +266,29 @@ class StageUnpack(object):
                                  % (algorithm, self.label, wanted, source, sums[algorithm]))
         return tarball, sums["sha512"]
 
+    def _verified_tarball(self, work, expected):
+        """``(local path, sha512)`` of the tarball once its digests and (when required) its
+        detached signature are checked. For a local file gpg reads it on another thread while
+        the digests are computed here: each check reads the whole file."""
+        local = local_path_of(self.src)
+        if not self._signature_required() or local is None or not os.path.isfile(local):
+            tarball, sha512 = self._fetch(work, expected)
+            if self._signature_required():
+                self._check_signature(tarball, work)
+            return tarball, sha512
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            signature = pool.submit(self._check_signature, local, work)
+            try:
+                found = self._fetch(work, expected)
+            except BaseException:
+                wait([signature])  # a digest mismatch is the first thing to report
+                raise
+            signature.result()
+        return found
+
     def _check_signature(self, tarball, work):
-        sig_path = os.path.join(work, self.label + ".asc")
-        try:
-            data = fetch_bytes(self.signature, self.timeout)
-        except FetchError as exc:
-            raise StageError("cannot get the OpenPGP signature of %s: %s" % (self.label, exc))
-        with open(sig_path, "wb") as handle:
-            handle.write(data)
-        try:
-            with EphemeralKeyring(self.key) as keyring:
-                info = keyring.verify_detached(tarball, sig_path, self.label, self.fingerprint, what="stage")
-        except SignatureError as exc:
-            raise StageError(str(exc))
+        info = verify_detached_signature(tarball, self.signature, self.label, self.key, self.fingerprint,
+                                         self.timeout, work, what="stage")
         self.result["signed_by"] = info["primary_fingerprint"]
 
     def _extract(self, tarball, fmt, root):
@@ -330,9 +303,11 @@ class StageUnpack(object):
         tar = subprocess.Popen(
             [tar_program, "-x", "-p", "--numeric-owner", "--xattrs", "--xattrs-include=*.*",
              "-f", "-", "-C", root],
-            stdin=subprocess.PIPE, stdout=tar_log, stderr=tar_log, env=c_locale_env(), bufsize=1 << 20,
+            stdin=subprocess.PIPE, stdout=tar_log, stderr=tar_log, env=c_locale_env(), bufsize=PIPE_SIZE,
         )
-        policy = MemberPolicy(self.label)
+        # As wide as the decompressor's pipe: with 64 KiB, this process and tar take turns.
+        widen_pipe(tar.stdin)
+        policy = MemberPolicy("stage", self.label, StageError)
         pending = []
 
         def read(size):
@@ -343,9 +318,10 @@ class StageUnpack(object):
         try:
             for name, typeflag, _mode, linkname, _data in iter_members(read):
                 policy.check(name, typeflag, linkname)
-                tar.stdin.write(b"".join(pending))
+                tar.stdin.writelines(pending)
                 del pending[:]
-            tar.stdin.write(b"".join(pending) + b"\0" * 1024)
+            pending.append(b"\0" * 1024)
+            tar.stdin.writelines(pending)
             tar.stdin.close()
         except (InfraError, BrokenPipeError) as exc:
             tar.kill()
@@ -420,9 +396,5 @@ def _file_digests(path, blake2b=False):
 
 def unpack_stage(params, check_mode=False):
     """Unpack one stage per ``params`` (the module's options); returns the module result."""
-    try:
+    with errors_as(StageError):
         return StageUnpack(params, check_mode=check_mode).run()
-    except StageError:
-        raise
-    except InfraError as exc:
-        raise StageError(str(exc))

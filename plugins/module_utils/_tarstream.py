@@ -18,18 +18,9 @@ from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common impor
 BLOCK = 512
 _ZERO = b"\0" * BLOCK
 
-REGULAR = b"0"
-HARDLINK = b"1"
-SYMLINK = b"2"
-CHARDEV = b"3"
-BLOCKDEV = b"4"
-DIRECTORY = b"5"
-FIFO = b"6"
-CONTIGUOUS = b"7"
-PAX_HEADER = b"x"
-PAX_GLOBAL = b"g"
-GNU_LONGNAME = b"L"
-GNU_LONGLINK = b"K"
+# Member type flags (the header's byte 156): ustar's digits, then the pax and GNU meta members.
+REGULAR, HARDLINK, SYMLINK, CHARDEV, BLOCKDEV, DIRECTORY, FIFO, CONTIGUOUS = (b"%d" % n for n in range(8))
+PAX_HEADER, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK = b"x", b"g", b"L", b"K"
 _META_TYPES = frozenset((PAX_HEADER, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK))
 
 TYPE_NAMES = {

@@ -131,7 +131,7 @@ options:
     type: bool
     default: false
   timeout:
-    description: Seconds to wait for a mirror to answer (connect and each read).
+    description: Seconds to wait for a mirror to answer (connect and each read), a whole number from 1 to 86400.
     type: int
     default: 60
 notes:
@@ -246,31 +246,21 @@ skipped_mirrors:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._openpgp import GNUPG_IMPORT_ERROR, HAS_GNUPG
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._snapshot import import_snapshot
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._module import run_module
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._openpgp import GNUPG_IMPORT_ERROR, HAS_GNUPG
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._snapshot import (
+    ARGUMENT_SPEC,
+    MUTUALLY_EXCLUSIVE,
+    REQUIRED_IF,
+    import_snapshot,
+)
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            repo=dict(type="path", required=True),
-            bare=dict(type="bool", default=True),
-            branch=dict(type="str", default="master"),
-            mirrors=dict(type="list", elements="str"),
-            src=dict(type="str"),
-            date=dict(type="str", default="latest"),
-            verify=dict(type="bool", default=True),
-            key=dict(type="path", default="/usr/share/openpgp-keys/gentoo-release.asc"),
-            fingerprint=dict(type="str"),
-            allow_older=dict(type="bool", default=False),
-            tag_format=dict(type="str", default="%Y-%m-%d"),
-            remote=dict(type="str"),
-            push=dict(type="bool", default=False),
-            timeout=dict(type="int", default=60),
-        ),
-        mutually_exclusive=[("mirrors", "src")],
-        required_if=[("push", True, ("remote",))],
+        argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=MUTUALLY_EXCLUSIVE,
+        required_if=REQUIRED_IF,
         supports_check_mode=True,
     )
     if module.params["verify"] and not HAS_GNUPG:

@@ -110,7 +110,7 @@ options:
     type: bool
     default: false
   timeout:
-    description: Seconds to wait for a server to answer (connect and each read).
+    description: Seconds to wait for a server to answer (connect and each read), a whole number from 1 to 86400.
     type: int
     default: 60
 notes:
@@ -175,27 +175,16 @@ marker:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._stage import unpack_stage
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._module import run_module
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._stage import (
+    ARGUMENT_SPEC,
+    MUTUALLY_EXCLUSIVE,
+    unpack_stage,
+)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            src=dict(type="str", required=True),
-            dest=dict(type="path", required=True),
-            sha512=dict(type="str"),
-            digests=dict(type="str"),
-            signature=dict(type="str"),
-            verify=dict(type="bool", default=True),
-            key=dict(type="path", default="/usr/share/openpgp-keys/gentoo-release.asc"),
-            fingerprint=dict(type="str"),
-            remove_binrepos_conf=dict(type="bool", default=False),
-            timeout=dict(type="int", default=60),
-        ),
-        mutually_exclusive=[("sha512", "digests")],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE, supports_check_mode=True)
     run_module(module, unpack_stage, "unpacking the stage")
 
 

@@ -4,18 +4,24 @@
 """_fetch against real sources: files, file:// URLs and an HTTP server on 127.0.0.1.
 
 Runs under ``ansible-test units`` (a venv with only ansible-core and pytest, the collection
-loaded by Ansible's collection loader) as well as under the project's plain ``pytest``.
+loaded by Ansible's collection loader) as well as under the project's plain ``pytest``. HTTP
+is tried through both of _fetch's backends: ``ansible.module_utils.urls`` (under Ansible) and
+the standard library's opener (the timer CLI on a host without Ansible).
 """
 
 from __future__ import annotations
 
 import hashlib
 import socket
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils import _fetch
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._fetch import (
     USER_AGENT,
     FetchError,
@@ -72,6 +78,16 @@ def server():
         thread.join()
 
 
+@pytest.fixture(params=["ansible.module_utils.urls", "urllib"])
+def http_backend(request, monkeypatch):
+    """Each HTTP test runs through open_url and through the fallback the timer CLI uses."""
+    if request.param == "urllib":
+        monkeypatch.setattr(_fetch, "open_url", None)
+    else:
+        assert _fetch.open_url is not None, "ansible.module_utils.urls is importable here"
+    return request.param
+
+
 def test_local_path_and_file_url_read_the_same_bytes(tmp_path):
     source = tmp_path / "with space.tar.xz"
     source.write_bytes(PAYLOAD)
@@ -108,7 +124,7 @@ def test_small_file_limit_refuses_a_large_file(tmp_path):
         fetch_bytes(str(source), timeout=5, limit=1000)
 
 
-def test_http_download_sends_our_user_agent(server, tmp_path):
+def test_http_download_sends_our_user_agent(http_backend, server, tmp_path):
     httpd, url = server
     assert fetch_bytes(url + "/ok", timeout=5, limit=len(PAYLOAD)) == PAYLOAD
     assert fetch_to_file(url + "/ok", str(tmp_path / "ok"), timeout=5) == hashlib.md5(PAYLOAD).hexdigest()
@@ -119,7 +135,7 @@ def test_http_download_sends_our_user_agent(server, tmp_path):
     ("/gone", True, "HTTP 404"),
     ("/broken", False, "HTTP 500"),
 ])
-def test_http_errors_name_url_and_status(server, path, missing, text):
+def test_http_errors_name_url_and_status(http_backend, server, path, missing, text):
     url = server[1]
     with pytest.raises(FetchError) as error:
         fetch_bytes(url + path, timeout=5)
@@ -127,19 +143,19 @@ def test_http_errors_name_url_and_status(server, path, missing, text):
     assert str(error.value).startswith("%s%s: %s" % (url, path, text))
 
 
-def test_truncated_transfer_is_an_error_not_a_short_file(server, tmp_path):
+def test_truncated_transfer_is_an_error_not_a_short_file(http_backend, server, tmp_path):
     url = server[1]
     with pytest.raises(FetchError, match="transfer broken off"):
         fetch_to_file(url + "/short", str(tmp_path / "short"), timeout=5)
 
 
-def test_silent_server_times_out_with_the_timeout_in_the_message(server):
+def test_silent_server_times_out_with_the_timeout_in_the_message(http_backend, server):
     url = server[1]
     with pytest.raises(FetchError, match=r"/slow: no answer within 0.5 s \(timeout\)"):
         fetch_bytes(url + "/slow", timeout=0.5)
 
 
-def test_refused_connection_names_the_url():
+def test_refused_connection_names_the_url(http_backend):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # bound, never listening: connections are refused
@@ -148,3 +164,28 @@ def test_refused_connection_names_the_url():
             fetch_bytes(url, timeout=5)
     assert str(error.value).startswith(url + ": ")
     assert error.value.missing is False
+
+
+def test_without_ansible_the_standard_library_fetches(server):
+    """The timer CLI's situation: the collection's module_utils on sys.path, no ansible package."""
+    httpd, url = server
+    top = Path(_fetch.__file__).absolute().parents[5]  # the directory holding ansible_collections
+    code = (
+        "import sys; sys.modules['ansible'] = None; sys.path.insert(0, %r)\n"
+        "from ansible_collections.gentoo_binhost.infra.plugins.module_utils import _fetch\n"
+        "assert _fetch.open_url is None\n"
+        "print(len(_fetch.fetch_bytes(%r, timeout=5, limit=1 << 21)))\n" % (str(top), url + "/ok")
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(len(PAYLOAD))
+    assert httpd.agents == [USER_AGENT]
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 86401, 1.5, "60", None, True])
+def test_timeouts_out_of_range_are_refused(timeout):
+    with pytest.raises(_fetch.InfraError) as error:
+        _fetch.check_timeout(timeout)
+    assert str(error.value) == ("timeout %r is out of range: give the seconds to wait for a server's answer, "
+                                "a whole number from 1 to 86400" % (timeout,))
+    assert _fetch.check_timeout(1) == 1 and _fetch.check_timeout(86400) == 86400

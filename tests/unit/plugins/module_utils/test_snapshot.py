@@ -18,12 +18,13 @@ from snapmirror import (
     tree_of_directory,
     write_snapshot,
 )
+from testkit import COLLECTIONS_PATH
 
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._gitstore import STAGING_DIR
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._snapshot import SnapshotError, import_snapshot
 
 DAYS = [day_date(i) for i in range(3)]
-COLLECTIONS = str(Path(__file__).resolve().parents[4] / ".collections")
+COLLECTIONS = str(COLLECTIONS_PATH)
 IMPORTER = (
     "import sys, json; sys.path.insert(0, %r)\n"
     "from ansible_collections.gentoo_binhost.infra.plugins.module_utils._snapshot import import_snapshot\n"
@@ -363,11 +364,11 @@ def test_concurrent_runs_are_serialised(tmp_path, mirror):
     server, _snaps, key = mirror
     import_snapshot(params(tmp_path, server, key, date=DAYS[0]))
     args = json.dumps(params(tmp_path, server, key))
-    procs = [subprocess.Popen([sys.executable, "-c", IMPORTER, args], stdout=subprocess.PIPE) for _ in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-c", IMPORTER, args], stdout=subprocess.PIPE) for _run in range(3)]
     outputs = sorted(p.communicate()[0].decode().strip() for p in procs)
     assert [p.returncode for p in procs] == [0, 0, 0]
     assert outputs == ["false", "false", "true"]
-    assert subprocess.run(["git", "--git-dir", str(tmp_path / "gentoo.git"), "fsck", "--strict"]).returncode == 0
+    assert subprocess.run(["git", "--git-dir", str(tmp_path / "gentoo.git"), "fsck", "--strict"], check=False).returncode == 0
 
 
 # -- hostile and broken inputs: refused, named, and the repository untouched -------------------
@@ -536,7 +537,10 @@ def test_bad_parameters_are_refused_before_anything_happens(tmp_path, mirror):
         ({"date": "2026-13-45"}, "date"),
         ({"fingerprint": "DEADBEEF"}, "fingerprint"),
         ({"branch": "bad..name"}, "branch"),
-        ({"push": True}, "remote"),
+        ({"push": True}, "push is True but all of the following are missing: remote"),
+        ({"src": "/var/tmp/gentoo-latest.tar.xz"}, "mirrors and src are mutually exclusive"),
+        ({"timeout": 0}, "timeout 0 is out of range"),
+        ({"repo": None}, "missing required arguments: repo"),
     ):
         with pytest.raises(SnapshotError) as err:
             import_snapshot(params(tmp_path, server, key, **extra))
@@ -565,8 +569,9 @@ def test_kill_9_during_import_then_next_run_succeeds(tmp_path, signing_key, http
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert subprocess.run(["git", "--git-dir", str(repo), "rev-parse", "--verify", "-q", "master"],
-                          capture_output=True).returncode != 0
+                          capture_output=True, check=False).returncode != 0
     result = import_snapshot(args)
     assert result["changed"] is True and result["tag"] == iso(date)
-    assert subprocess.run(["git", "--git-dir", str(repo), "fsck", "--strict"], capture_output=True).returncode == 0
+    assert subprocess.run(["git", "--git-dir", str(repo), "fsck", "--strict"], capture_output=True,
+                          check=False).returncode == 0
     assert not any((repo / STAGING_DIR).iterdir())

@@ -1,14 +1,24 @@
 """stage_unpack with real gpg signatures, real GNU tar and a real HTTP server on 127.0.0.1."""
 import hashlib
-import io
 import os
 import stat
-import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
-from ansible_run import run_module
+from stage_tarball import (
+    COMPRESSORS,
+    GOOD,
+    NAME,
+    STAGE4,
+    catalyst_2022_digests,
+    clearsign,
+    current_digests,
+    member,
+    params,
+    parent_listing,
+    write_stage,
+)
 
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._stage import (
     MARKER,
@@ -17,121 +27,13 @@ from ansible_collections.gentoo_binhost.infra.plugins.module_utils._stage import
     unpack_stage,
 )
 
-NAME = "stage3-amd64-gbhtest-20261120T000000Z.tar.xz"
-
-
-def _member(name, data=b"", kind=tarfile.REGTYPE, mode=0o644, uid=0, gid=0, linkname="", pax=None,
-            devmajor=0, devminor=0):
-    info = tarfile.TarInfo(name)
-    info.type, info.mode, info.uid, info.gid, info.linkname = kind, mode, uid, gid, linkname
-    info.devmajor, info.devminor = devmajor, devminor
-    info.pax_headers = pax or {}
-    info.mtime = 1795000000
-    if kind == tarfile.REGTYPE:
-        info.size = len(data)
-    return info, (io.BytesIO(data) if kind == tarfile.REGTYPE else None)
-
-
-GOOD = [
-    _member("./", kind=tarfile.DIRTYPE, mode=0o755),
-    _member("./usr", kind=tarfile.DIRTYPE, mode=0o755),
-    _member("./usr/bin", kind=tarfile.DIRTYPE, mode=0o755),
-    _member("./bin", kind=tarfile.SYMTYPE, linkname="usr/bin"),
-    _member("./usr/bin/su", b"#!/bin/sh\n", mode=0o4755),
-    _member("./usr/bin/sudo-link", kind=tarfile.LNKTYPE, linkname="./usr/bin/su"),
-    _member("./etc", kind=tarfile.DIRTYPE, mode=0o755),
-    _member("./etc/localtime", kind=tarfile.SYMTYPE, linkname="/usr/share/zoneinfo/UTC"),
-    _member("./etc/portage", kind=tarfile.DIRTYPE, mode=0o755),
-    _member("./etc/portage/binrepos.conf", kind=tarfile.DIRTYPE, mode=0o755),
-    _member("./etc/portage/binrepos.conf/gentoobinhost.conf",
-            b"[gentoobinhost]\nsync-uri = https://distfiles.gentoo.org/releases/amd64/binpackages/23.0/x86-64\n"),
-    _member("./var", kind=tarfile.DIRTYPE, mode=0o755),
-    _member("./var/lib", kind=tarfile.DIRTYPE, mode=0o755),
-    _member("./var/lib/portage", kind=tarfile.DIRTYPE, mode=0o2750, uid=250, gid=250),
-    _member("./var/lib/portage/world", b"app-misc/hello\n", uid=250, gid=250),
-    _member("./usr/bin/ping", b"\x7fELF", mode=0o755, pax={"SCHILY.xattr.security.capability": "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
-                                                         "SCHILY.xattr.user.gbh": "kept"}),
-    _member("./dev", kind=tarfile.DIRTYPE, mode=0o755),
-    _member("./dev/null", kind=tarfile.CHRTYPE, mode=0o666, devmajor=1, devminor=3),
-]
-
-
-def _clearsign(key, path):
-    out = path.with_name(path.name + ".signed")
-    subprocess.run(["gpg", "--homedir", str(key.gnupghome), "--batch", "--yes", "--clearsign",
-                    "--local-user", key.fingerprint + "!", "--output", str(out), str(path)], check=True,
-                   capture_output=True)
-    out.replace(path)
-
-
-# What stage and stage4 tools write; ``tar`` is a stage4 left uncompressed.
-COMPRESSORS = {
-    "xz": ["xz", "-6", "-c"],
-    "bzip2": ["bzip2", "-9", "-c"],
-    "gzip": ["gzip", "-n", "-c"],
-    "zstd": ["zstd", "-q", "-c"],
-    "tar": None,
-}
-
-
-def current_digests(data, name):
-    return "# BLAKE2B HASH\n%s  %s\n# SHA512 HASH\n%s  %s\n" % (
-        hashlib.blake2b(data).hexdigest(), name, hashlib.sha512(data).hexdigest(), name)
-
-
-def catalyst_2022_digests(data, name):
-    """What catalyst wrote until 2022: 'BLAKE2 (b2sum)', absolute build paths, one section per
-    algorithm and file; the CONTENTS.gz entries first, so only an exact basename match is right."""
-    build = "/var/tmp/catalyst/builds/default/"
-    contents = b"fake CONTENTS.gz"
-    return "".join("# BLAKE2 (b2sum) HASH\n%s  %s\n# SHA512 HASH\n%s  %s\n" % (
-        hashlib.blake2b(blob).hexdigest(), build + file_name, hashlib.sha512(blob).hexdigest(), build + file_name)
-        for blob, file_name in ((contents, name + ".CONTENTS.gz"), (data, name)))
-
-
-def write_stage(directory, key, members=GOOD, name=NAME, digests_key=None, compression="xz",
-                digests=current_digests, signed=True):
-    """A stage tarball with Gentoo's companions: clearsigned .DIGESTS (``digests=None``: none)
-    and detached .asc (``signed=False``: none)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tarball = directory / name
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for info, data in members:
-            tar.addfile(info, data)
-            if data is not None:
-                data.seek(0)
-    if COMPRESSORS[compression] is None:
-        tarball.write_bytes(raw.getvalue())
-    else:
-        subprocess.run(COMPRESSORS[compression], input=raw.getvalue(), stdout=tarball.open("wb"), check=True)
-    data = tarball.read_bytes()
-    if digests is not None:
-        digests_file = directory / (name + ".DIGESTS")
-        digests_file.write_text(digests(data, name))
-        _clearsign(digests_key or key, digests_file)
-    if signed:
-        key.sign(tarball, signature=directory / (name + ".asc"))
-    return tarball
-
 
 @pytest.fixture
 def stage(tmp_path, signing_key):
     return write_stage(tmp_path / "releases", signing_key)
 
 
-def params(tmp_path, key, tarball, **extra):
-    base = {"src": str(tarball), "dest": str(tmp_path / "chroots" / "stack"), "key": str(key.pubkey_path),
-            "fingerprint": key.fingerprint}
-    base.update(extra)
-    return base
-
-
-def parent_listing(tmp_path):
-    chroots = tmp_path / "chroots"
-    return sorted(p.name for p in chroots.iterdir()) if chroots.exists() else []
-
-
+@pytest.mark.requires_root
 def test_unpack_keeps_owners_modes_links_devices_and_xattrs(tmp_path, signing_key, stage):
     result = unpack_stage(params(tmp_path, signing_key, stage))
     root = Path(result["dest"])
@@ -152,6 +54,7 @@ def test_unpack_keeps_owners_modes_links_devices_and_xattrs(tmp_path, signing_ke
     assert parent_listing(tmp_path) == ["stack"], "no partial directory left"
 
 
+@pytest.mark.requires_root
 def test_rerun_reads_only_the_digests(tmp_path, signing_key, stage, http_mirror):
     server = http_mirror(stage.parent)
     args = params(tmp_path, signing_key, server.url + "/" + NAME)
@@ -171,6 +74,7 @@ def test_check_mode_creates_nothing(tmp_path, signing_key, stage):
     assert parent_listing(tmp_path) == []
 
 
+@pytest.mark.requires_root
 def test_binrepos_conf_removed_when_asked(tmp_path, signing_key, stage):
     args = params(tmp_path, signing_key, stage)
     kept = unpack_stage(args)
@@ -183,6 +87,7 @@ def test_binrepos_conf_removed_when_asked(tmp_path, signing_key, stage):
     assert unpack_stage(dict(args, remove_binrepos_conf=True))["changed"] is False
 
 
+@pytest.mark.requires_root
 def test_binrepos_conf_written_after_the_unpack_survives_a_rerun(tmp_path, signing_key, stage):
     """Only the stage's own binrepos.conf is removed: what a client role configures in the
     unpacked root afterwards is that root's configuration, not the stage's."""
@@ -230,10 +135,10 @@ def _refused(tmp_path, key, tarball, fragments, **extra):
 
 
 @pytest.mark.parametrize("member, fragment", [
-    (_member("/etc/evil", b"x"), "absolute"),
-    (_member("./../evil", b"x"), "'..'"),
-    (_member("./usr/../../evil", b"x"), "'..'"),
-    (_member("./hard", kind=tarfile.LNKTYPE, linkname="../../etc/shadow"), "hard link"),
+    (member("/etc/evil", b"x"), "absolute"),
+    (member("./../evil", b"x"), "'..'"),
+    (member("./usr/../../evil", b"x"), "'..'"),
+    (member("./hard", kind=tarfile.LNKTYPE, linkname="../../etc/shadow"), "hard link"),
 ])
 def test_escaping_members_are_refused(tmp_path, signing_key, member, fragment):
     tarball = write_stage(tmp_path / "releases", signing_key, GOOD[:5] + [member] + GOOD[5:])
@@ -242,7 +147,7 @@ def test_escaping_members_are_refused(tmp_path, signing_key, member, fragment):
 
 def test_member_below_a_symlink_leaving_the_root_is_refused(tmp_path, signing_key):
     outside = tmp_path / "outside"
-    evil = [_member("./escape", kind=tarfile.SYMTYPE, linkname=str(outside)), _member("./escape/planted", b"x")]
+    evil = [member("./escape", kind=tarfile.SYMTYPE, linkname=str(outside)), member("./escape/planted", b"x")]
     tarball = write_stage(tmp_path / "releases", signing_key, GOOD + evil)
     _refused(tmp_path, signing_key, tarball, [NAME, "escape", "leads out of the root"])
 
@@ -269,6 +174,7 @@ def test_missing_signature_is_refused(tmp_path, signing_key, stage):
     _refused(tmp_path, signing_key, stage, ["OpenPGP signature", NAME])
 
 
+@pytest.mark.requires_root
 def test_occupied_or_foreign_roots_are_refused(tmp_path, signing_key, stage):
     dest = tmp_path / "chroots" / "stack"
     dest.mkdir(parents=True)
@@ -285,19 +191,19 @@ def test_occupied_or_foreign_roots_are_refused(tmp_path, signing_key, stage):
         unpack_stage(params(tmp_path, signing_key, other))
 
 
-def test_four_passes_through_ansible(tmp_path, signing_key, stage):
-    args = params(tmp_path, signing_key, stage, remove_binrepos_conf=True)
-    check = run_module("gentoo_binhost.infra.stage_unpack", args, check=True)
-    assert check["_rc"] == 0 and check["changed"] is True and parent_listing(tmp_path) == []
-    apply = run_module("gentoo_binhost.infra.stage_unpack", args)
-    assert apply["_rc"] == 0 and apply["changed"] is True, apply
-    again = run_module("gentoo_binhost.infra.stage_unpack", args)
-    assert again["changed"] is False, again
-    recheck = run_module("gentoo_binhost.infra.stage_unpack", args, check=True)
-    assert recheck["changed"] is False, recheck
-    failed = run_module("gentoo_binhost.infra.stage_unpack", dict(args, dest="/"))
-    assert failed["failed"] and "onto /" in failed["msg"]
+@pytest.mark.parametrize("timeout", [0, -5, 86401, 2.5, "sixty", True])
+def test_out_of_range_timeout_is_refused_before_anything_is_read(tmp_path, signing_key, stage, http_mirror, timeout):
+    server = http_mirror(stage.parent)
+    message = _refused(tmp_path, signing_key, server.url + "/" + NAME, [], timeout=timeout)
+    assert message == ("timeout %r is out of range: give the seconds to wait for a server's answer, "
+                       "a whole number from 1 to 86400" % (timeout,))
+    assert server.requests == [] and parent_listing(tmp_path) == []
 
+
+def test_missing_required_option_is_refused(tmp_path, signing_key, stage):
+    with pytest.raises(StageError, match="^missing required arguments: dest$"):
+        unpack_stage({"src": str(stage), "key": str(signing_key.pubkey_path)})
+    assert parent_listing(tmp_path) == []
 
 
 # -- dest must be the staging root itself, not a link to one ---------------------------------------
@@ -327,6 +233,7 @@ def test_symlink_dest_is_refused_before_anything_is_read(tmp_path, signing_key, 
 
 # -- every compression stages and stage4 tools use, told by the bytes, not the name -------------------
 @pytest.mark.parametrize("compression", sorted(COMPRESSORS))
+@pytest.mark.requires_root
 def test_every_compression_unpacks(tmp_path, signing_key, compression):
     tarball = write_stage(tmp_path / "releases", signing_key, compression=compression)
     result = unpack_stage(params(tmp_path, signing_key, tarball))
@@ -345,6 +252,7 @@ def test_every_compression_unpacks(tmp_path, signing_key, compression):
     ("zstd", "stage4-desktop-20261120.tar.gz"),
     ("tar", "stage4-desktop-20261120.tar.zst"),
 ])
+@pytest.mark.requires_root
 def test_compression_is_told_by_the_bytes_not_the_name(tmp_path, signing_key, compression, name):
     tarball = write_stage(tmp_path / "releases", signing_key, name=name, compression=compression)
     result = unpack_stage(params(tmp_path, signing_key, tarball))
@@ -355,10 +263,10 @@ def test_compression_is_told_by_the_bytes_not_the_name(tmp_path, signing_key, co
 @pytest.mark.parametrize("compression", ["bzip2", "gzip", "zstd", "tar"])
 def test_hostile_members_are_refused_in_every_compression(tmp_path, signing_key, compression):
     outside = tmp_path / "outside"
-    evil = [_member("./escape", kind=tarfile.SYMTYPE, linkname=str(outside)), _member("./escape/planted", b"x")]
+    evil = [member("./escape", kind=tarfile.SYMTYPE, linkname=str(outside)), member("./escape/planted", b"x")]
     tarball = write_stage(tmp_path / "releases", signing_key, GOOD + evil, compression=compression)
     _refused(tmp_path, signing_key, tarball, [NAME, "escape", "leads out of the root"])
-    dotdot = write_stage(tmp_path / "releases", signing_key, GOOD[:5] + [_member("./usr/../../evil", b"x")],
+    dotdot = write_stage(tmp_path / "releases", signing_key, GOOD[:5] + [member("./usr/../../evil", b"x")],
                          compression=compression)
     _refused(tmp_path, signing_key, dotdot, [NAME, "'..'"])
 
@@ -374,7 +282,7 @@ def test_unknown_format_is_refused_before_anything_is_written(tmp_path, signing_
     tarball = directory / NAME
     tarball.write_bytes(head)
     (directory / (NAME + ".DIGESTS")).write_text(current_digests(head, NAME))
-    _clearsign(signing_key, directory / (NAME + ".DIGESTS"))
+    clearsign(signing_key, directory / (NAME + ".DIGESTS"))
     signing_key.sign(tarball, signature=directory / (NAME + ".asc"))
     message = _refused(tmp_path, signing_key, tarball, [NAME, "not a tar archive in a format stages use",
                                                         "xz, bzip2, gzip, zstd or uncompressed tar"])
@@ -383,9 +291,7 @@ def test_unknown_format_is_refused_before_anything_is_written(tmp_path, signing_
 
 
 # -- a stage4 of one's own: pinned SHA-512 and/or a signature by one's own key, no DIGESTS ----------
-STAGE4 = "stage4-desktop-20261120.tbz2"
-
-
+@pytest.mark.requires_root
 def test_pinned_sha512_needs_no_digests_and_no_signature(tmp_path, signing_key, http_mirror):
     tarball = write_stage(tmp_path / "releases", signing_key, name=STAGE4, compression="bzip2",
                           digests=None, signed=False)
@@ -431,6 +337,7 @@ def test_pin_and_digests_together_are_refused(tmp_path, signing_key, stage):
              digests=str(stage) + ".DIGESTS")
 
 
+@pytest.mark.requires_root
 def test_signature_by_own_key_without_digests(tmp_path, signing_key, other_key, http_mirror):
     tarball = write_stage(tmp_path / "releases", signing_key, name=STAGE4, compression="gzip", digests=None)
     server = http_mirror(tarball.parent)
@@ -455,6 +362,7 @@ def test_signature_without_digests_is_still_checked(tmp_path, signing_key, other
     assert parent_listing(tmp_path) == []
 
 
+@pytest.mark.requires_root
 def test_pin_with_a_signature_checks_both(tmp_path, signing_key, other_key):
     tarball = write_stage(tmp_path / "releases", other_key, name=STAGE4, compression="gzip", digests=None)
     pin = hashlib.sha512(tarball.read_bytes()).hexdigest()
@@ -471,23 +379,8 @@ def test_missing_digests_tells_how_to_do_without(tmp_path, signing_key):
     assert "sha512" in message and "digests=''" in message
 
 
-def test_pinned_stage_four_passes_through_ansible(tmp_path, signing_key):
-    tarball = write_stage(tmp_path / "releases", signing_key, name=STAGE4, compression="bzip2",
-                          digests=None, signed=False)
-    args = params(tmp_path, signing_key, tarball, sha512=hashlib.sha512(tarball.read_bytes()).hexdigest())
-    check = run_module("gentoo_binhost.infra.stage_unpack", args, check=True)
-    assert check["_rc"] == 0 and check["changed"] is True and parent_listing(tmp_path) == [], check
-    apply = run_module("gentoo_binhost.infra.stage_unpack", args)
-    assert apply["_rc"] == 0 and apply["changed"] is True, apply
-    again = run_module("gentoo_binhost.infra.stage_unpack", args)
-    assert again["changed"] is False, again
-    recheck = run_module("gentoo_binhost.infra.stage_unpack", args, check=True)
-    assert recheck["changed"] is False, recheck
-    both = run_module("gentoo_binhost.infra.stage_unpack", dict(args, digests=str(tarball) + ".DIGESTS"))
-    assert both["failed"] and "mutually exclusive" in both["msg"], both
-
-
 # -- DIGESTS of older catalyst releases ------------------------------------------------------------
+@pytest.mark.requires_root
 def test_digests_in_the_catalyst_2022_layout_are_accepted(tmp_path, signing_key):
     tarball = write_stage(tmp_path / "releases", signing_key, digests=catalyst_2022_digests)
     text = tarball.with_name(NAME + ".DIGESTS").read_text()
