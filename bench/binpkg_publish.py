@@ -26,11 +26,9 @@ sys.path[:0] = [str(ROOT / ".collections"), str(ROOT / "tests" / "fixtures")]
 
 from pkgdir import change_package, make_pkgdir, read_index, spread_sizes  # noqa: E402
 
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binpkg import (  # noqa: E402
-    Stack,
-    publish,
-    validate_pkgdir,
-)
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._packages_index import validate_pkgdir  # noqa: E402
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._publish import publish  # noqa: E402
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._stack import Stack  # noqa: E402
 
 TARGET = 2.0  # seconds for one changed package among 500
 

@@ -41,18 +41,12 @@ import datetime
 import errno
 import json
 import os
-import re
 import shutil
 import stat
 
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binpkg import (
-    DIGESTS,
-    RECORD,
-    PublishError,
-    entry_path,
-    instance_key,
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binpkg_revisions import (
     package_revisions,
-    parse_packages,
+    same_file,
 )
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._chroot_paths import (
     ChrootPathError,
@@ -61,13 +55,37 @@ from ansible_collections.gentoo_binhost.infra.plugins.module_utils._chroot_paths
     resolve_in_root,
 )
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._common import InfraError, write_file_atomic
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._generations import Generations, check_keep
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._params import complete_params
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._packages_index import (
+    INDEX,
+    PublishError,
+    decode_index,
+    entry_digests,
+    entry_path,
+    instance_key,
+    leaves_directory,
+    read_index,
+)
 
 STARTED = ".started.json"
 LAST = "last"
-PARTIAL_PREFIX = ".partial-"
+# The build record a build host writes beside the packages of one build.
+RECORD = "build.json"
 RECORD_FORMAT = 1
-BUILD_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$")
 VDB = "/var/db/pkg"
+# The binpkg_collect module's options: the module hands them to AnsibleModule, plain callers
+# (tests) get the same defaults and constraints through complete_params.
+ARGUMENT_SPEC = dict(
+    root=dict(type="path", required=True),
+    pkgdir=dict(type="str", default="/var/cache/binpkgs"),
+    dest=dict(type="path", required=True),
+    state=dict(type="str", choices=["started", "recorded"], default="recorded"),
+    name=dict(type="str"),
+    revisions=dict(type="dict", default={}),
+    provenance=dict(type="dict", default={}),
+    keep=dict(type="int", default=3),
+)
 # Configuration files kept as provenance are small; a larger one is not what it claims to be.
 _CONF_LIMIT = 1 << 20
 
@@ -82,7 +100,7 @@ class _Chroot(object):
     def __init__(self, params):
         try:
             self.root = chroot_root(params["root"])
-            self.pkgdir_name = params.get("pkgdir") or "/var/cache/binpkgs"
+            self.pkgdir_name = params["pkgdir"]
             self.pkgdir, self.pkgdir_inside = resolve_in_root(self.root, self.pkgdir_name, "PKGDIR")
         except ChrootPathError as exc:
             raise BuildRecordError(str(exc))
@@ -91,25 +109,24 @@ class _Chroot(object):
     def read_index(self, required=True):
         """``(header, entries)`` of the PKGDIR's ``Packages``; ``({}, [])`` when there is none
         and it is not ``required``."""
-        index = os.path.join(self.pkgdir, "Packages")
+        index = os.path.join(self.pkgdir, INDEX)
+        # A link could lead out of the PKGDIR, to a file of the host even: not followed.
         if not os.path.isfile(index) or os.path.islink(index):
             if not required and not os.path.lexists(index):
                 return {}, []
             raise BuildRecordError("chroot %s has no Packages index in its PKGDIR %s; was FEATURES=buildpkg set "
                                    "for the build?" % (self.root, self.label))
-        with open(index, "rb") as handle:
-            raw = handle.read()
         try:
-            return parse_packages(raw.decode("utf-8"))
-        except (UnicodeDecodeError, PublishError) as exc:
+            header, entries, _text = decode_index(read_index(self.pkgdir))
+            return header, entries
+        except PublishError as exc:
             raise BuildRecordError("the Packages index of chroot %s (%s) cannot be read: %s" % (self.root, self.label, exc))
 
     def package_file(self, entry):
         """Host path of a package file, which must be a regular file inside the PKGDIR
         itself: a symlink could lead anywhere in the chroot."""
         rel = entry_path(entry)
-        parts = rel.split("/")
-        if rel.startswith("/") or ".." in parts or "" in parts:
+        if leaves_directory(rel):
             raise BuildRecordError("package %s of chroot %s: path %s leaves the PKGDIR" % (instance_key(entry), self.root, rel))
         expected = os.path.join(self.pkgdir, rel)
         host, inside = resolve_in_root(self.root, self.pkgdir_inside.rstrip("/") + "/" + rel, "package file")
@@ -161,101 +178,53 @@ class _Chroot(object):
             return handle.read(_CONF_LIMIT).decode("utf-8", "replace")
 
 
-def _digests(entry):
-    return dict((key, entry[key].lower()) for key, _name in DIGESTS if key in entry)
-
-
-def _same_file(bound, entry):
-    digests = bound.get("digests") or {}
-    shared = [key for key in _digests(entry) if key in digests]
-    return bool(shared) and all(digests[key] == entry[key].lower() for key in shared) \
-        and str(bound.get("size")) == entry.get("SIZE", str(bound.get("size")))
-
-
 def _format_block(block):
     return "".join("%s: %s\n" % (key, value) for key, value in sorted(block.items()) if value != "") + "\n"
 
 
-def _build_key(name):
-    stamp, _sep, suffix = name.partition("-")
-    return stamp, int(suffix or 0)
+def parse_record(raw, label):
+    """The build record in the bytes ``raw`` (read from ``label``): a JSON object with a
+    package list."""
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
+        raise BuildRecordError("the build record %s is not valid JSON: %s" % (label, exc))
+    if not isinstance(record, dict) or not isinstance(record.get("packages", []), list):
+        raise BuildRecordError("the build record %s is not a build record (no package list)" % label)
+    return record
 
 
-class Records(object):
-    """One chroot's build records below ``dest``."""
+def read_record(path):
+    """The build record in the file ``path`` (a ``build.json``)."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except (IOError, OSError) as exc:
+        raise BuildRecordError("cannot read the build record %s: %s" % (path, exc.strerror or exc))
+    return parse_record(raw, path)
+
+
+class Records(Generations):
+    """One chroot's build records below ``dest``, and ``last`` naming the last good build."""
 
     def __init__(self, dest):
         if not dest or not os.path.isabs(dest):
             raise BuildRecordError("dest %r must be an absolute path outside the chroot" % (dest,))
         self.dest = os.path.normpath(dest)
-        self.last_link = os.path.join(self.dest, LAST)
+        Generations.__init__(self, self.dest, os.path.join(self.dest, LAST))
 
     def last(self):
-        try:
-            target = os.readlink(self.last_link)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.EINVAL):
-                return None
-            raise
-        return target if BUILD_RE.match(target) and os.path.isdir(os.path.join(self.dest, target)) else None
-
-    def builds(self):
-        try:
-            names = os.listdir(self.dest)
-        except OSError:
-            return []
-        return sorted((n for n in names if BUILD_RE.match(n) and os.path.isdir(os.path.join(self.dest, n))),
-                      key=_build_key)
+        """The id of the last successful build, or None."""
+        return self.current()
 
     def record(self, build):
-        path = os.path.join(self.dest, build, RECORD)
-        try:
-            with open(path) as handle:
-                return json.load(handle)
-        except (IOError, OSError, ValueError) as exc:
-            raise BuildRecordError("the build record %s cannot be read: %s" % (path, exc))
-
-    def new_id(self, now):
-        base = now.strftime("%Y%m%dT%H%M%SZ")
-        taken = self.builds() + [n[len(PARTIAL_PREFIX):] for n in os.listdir(self.dest)
-                                 if n.startswith(PARTIAL_PREFIX)]
-        latest = max((_build_key(n) for n in taken if BUILD_RE.match(n)), default=None)
-        if latest is None or latest[0] < base:
-            return base
-        return "%s-%d" % (latest[0], latest[1] + 1)
-
-    def switch(self, build):
-        tmp = os.path.join(self.dest, ".%s.%d" % (LAST, os.getpid()))
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.symlink(build, tmp)
-        os.rename(tmp, self.last_link)
-
-    def prune(self, keep):
-        last = self.last()
-        builds = self.builds()
-        kept = set(builds[-keep:]) | ({last} if last else set())
-        removed = [b for b in builds if b not in kept]
-        for build in removed:
-            doomed = os.path.join(self.dest, PARTIAL_PREFIX + "removed-" + build)
-            os.rename(os.path.join(self.dest, build), doomed)
-            shutil.rmtree(doomed)
-        return removed
-
-
-def _check_keep(params):
-    keep = params.get("keep")
-    if keep is None:
-        return 3
-    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
-        raise BuildRecordError("keep must be a whole number of builds, at least 1 (the last build is always "
-                               "kept); got %r" % (keep,))
-    return keep
+        return read_record(os.path.join(self.path(build), RECORD))
 
 
 def start(params, check_mode=False):
     """Remember what the PKGDIR holds before a build, so the record can tell which instances
     the build added."""
+    params = complete_params(params, ARGUMENT_SPEC, error=BuildRecordError)
     chroot = _Chroot(params)
     records = Records(params["dest"])
     _header, entries = chroot.read_index(required=False)
@@ -309,7 +278,7 @@ def _bind(chroot, selected, started, previous, revisions):
             new_instances.add(rel)
         item = {"cpv": entry["CPV"], "build_id": entry.get("BUILD_ID"), "build_time": entry.get("BUILD_TIME"),
                 "path": rel, "size": int(entry["SIZE"]) if entry.get("SIZE", "").isdigit() else os.path.getsize(path),
-                "digests": _digests(entry), "repo": entry.get("REPO"),
+                "digests": entry_digests(entry), "repo": entry.get("REPO"),
                 "repo_revisions": None, "bound_by": None}
         own = package_revisions(path)
         earlier = previous_packages.get(rel)
@@ -317,7 +286,7 @@ def _bind(chroot, selected, started, previous, revisions):
             item.update(repo_revisions=own, bound_by="package")
         elif is_new:
             item.update(repo_revisions=dict(revisions or {}) or None, bound_by="this build")
-        elif earlier and _same_file(earlier, entry) and earlier.get("repo_revisions"):
+        elif earlier and same_file(earlier, entry) and earlier.get("repo_revisions"):
             item.update(repo_revisions=earlier["repo_revisions"], bound_by="earlier build")
         out.append(item)
     return out, new_instances
@@ -330,7 +299,8 @@ def _identity(packages):
 
 def record(params, check_mode=False):
     """Record the build that just succeeded in ``params['root']`` (module options)."""
-    keep = _check_keep(params)
+    params = complete_params(params, ARGUMENT_SPEC, error=BuildRecordError)
+    keep = check_keep(params["keep"], "builds", "the last build", BuildRecordError)
     chroot = _Chroot(params)
     records = Records(params["dest"])
     started_path = os.path.join(records.dest, STARTED)
@@ -376,17 +346,17 @@ def record(params, check_mode=False):
            "started_at": started.get("started_at"), "pkgdir": chroot.pkgdir_inside,
            "revisions": dict(params.get("revisions") or {}), "provenance": provenance,
            "packages": packages, "unpackaged": unpackaged}
-    partial = os.path.join(records.dest, PARTIAL_PREFIX + build)
+    partial = records.partial_path(build)
     os.mkdir(partial, 0o755)
     try:
         for item in packages:
             _link_or_copy(os.path.join(chroot.pkgdir, item["path"]), os.path.join(partial, item["path"]))
         index_header = dict(header, PACKAGES=str(len(selected)))
         text = _format_block(index_header) + "".join(_format_block(e) for e in selected)
-        write_file_atomic(os.path.join(partial, "Packages"), text.encode("utf-8"), 0o644)
+        write_file_atomic(os.path.join(partial, INDEX), text.encode("utf-8"), 0o644)
         write_file_atomic(os.path.join(partial, RECORD),
                           (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8"), 0o644)
-        os.rename(partial, os.path.join(records.dest, build))
+        records.commit(build)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

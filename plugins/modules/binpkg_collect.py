@@ -184,24 +184,12 @@ record:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._build_record import run_build_record
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._build_record import ARGUMENT_SPEC, run_build_record
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._module import run_module
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            root=dict(type="path", required=True),
-            pkgdir=dict(type="str", default="/var/cache/binpkgs"),
-            dest=dict(type="path", required=True),
-            state=dict(type="str", choices=["started", "recorded"], default="recorded"),
-            name=dict(type="str"),
-            revisions=dict(type="dict", default={}),
-            provenance=dict(type="dict", default={}),
-            keep=dict(type="int", default=3),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     run_module(module, run_build_record, "recording the build")
 
 

@@ -164,26 +164,18 @@ url_path:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binpkg import run_publication
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._module import run_module
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._publish import (
+    ARGUMENT_SPEC,
+    MUTUALLY_EXCLUSIVE,
+    REQUIRED_ONE_OF,
+    run_publication,
+)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            src=dict(type="str"),
-            dest=dict(type="path", required=True),
-            name=dict(type="str"),
-            keep=dict(type="int", default=5),
-            expect_revisions=dict(type="dict"),
-            provenance=dict(type="dict"),
-            base_url=dict(type="str"),
-            rollback_to=dict(type="str"),
-        ),
-        required_one_of=[("src", "rollback_to")],
-        mutually_exclusive=[("src", "rollback_to")],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_one_of=REQUIRED_ONE_OF,
+                           mutually_exclusive=MUTUALLY_EXCLUSIVE, supports_check_mode=True)
     run_module(module, run_publication, "publishing packages")
 
 

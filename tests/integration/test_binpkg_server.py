@@ -24,27 +24,26 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from ansible_run import ROOT, run_module, run_playbook
-from buildenv import ServedMirror, mounts_below, run_build
+from buildenv import ServedMirror, run_build
 from mirrorprocs import free_port, read_pid, terminate
+from pkgdir import make_pkgdir
+from publishing import PKGS, tree
 from snapmirror import GENTOO_UID, make_signing_key
 from stage_repo import WORLD, stage_repo_tree
 from teststage import build_stage, in_chroot
+from testkit import COLLECTIONS_PATH, explain, mounts_below, remove_unless_mounted
 
 TAG = "2025-01-06"
 STACK = "stack1"
 BUILT = sorted(WORLD + ["dev-libs/libfoo"])
 BUILD_AND_PUBLISH = ["playbooks/build_chroot.yml", "playbooks/binpkg_server.yml"]
-
-
-def explain(proc: subprocess.CompletedProcess) -> str:
-    return "rc=%d\n--- stdout (tail)\n%s\n--- stderr\n%s" % (
-        proc.returncode, "\n".join(proc.stdout.splitlines()[-80:]), proc.stderr[-3000:])
 
 
 def http_get(url: str) -> bytes:
@@ -96,44 +95,49 @@ class Binhost:
         return proc, recap.get("localhost", {})
 
 
-@pytest.fixture(scope="module")
-def binhost():
-    stage = build_stage()
-    root = Path(tempfile.mkdtemp(prefix="binhost-", dir="/tmp"))
-    root.chmod(0o755)  # nginx's workers run as www-data
-    port = free_port()
+@contextmanager
+def server_root(prefix: str, searchable: bool = True):
+    """A fresh directory below /tmp and the binpkg_server variables of a server that keeps
+    everything below it, on a free loopback port. Afterwards the server is stopped (by the
+    role, then by its PID should the role fail) and the directory removed."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    if searchable:
+        root.chmod(0o755)  # nginx's workers run as www-data
     server_vars = {
         "binpkg_server_base_dir": str(root / "binpkgs"),
         "binpkg_server_conf_dir": str(root / "binhost/conf"),
         "binpkg_server_run_dir": str(root / "binhost/run"),
         "binpkg_server_log_dir": str(root / "binhost/log"),
-        "binpkg_server_port": port,
+        "binpkg_server_port": free_port(),
         "binpkg_server_install_packages": False,
-        "binpkg_server_keep": 3,
     }
-    state = None
     try:
-        with make_signing_key(uid=GENTOO_UID) as key, \
-                ServedMirror(root, key, [("20250106", stage_repo_tree(0))]) as mirror:
-            chroot = {"name": STACK, "snapshot": TAG,
-                      "stage": {"src": str(stage.tarball), "key": str(stage.pubkey), "fingerprint": stage.fingerprint}}
-            state = Binhost(root=root, mirror=mirror, server_vars=server_vars, port=port,
-                            build_vars=mirror.build_vars([chroot]))
-            state.runs["first"] = run_build({**state.build_vars, **server_vars}, playbook=BUILD_AND_PUBLISH)
-            if state.runs["first"][0].returncode == 0:
-                state.first_generation = state.current()
-            yield state
+        yield root, server_vars
     finally:
         try:
-            run_playbook("playbooks/binpkg_server.yml", {**server_vars, "binpkg_server_service_state": "stopped"})
+            if searchable:
+                run_playbook("playbooks/binpkg_server.yml", {**server_vars, "binpkg_server_service_state": "stopped"})
         finally:
             pid = read_pid(root / "binhost/run/binhost-nginx.pid")
             if pid:
                 terminate({(pid, "nginx")})
-            left = mounts_below(root)
-            if not left:
-                shutil.rmtree(root, ignore_errors=True)
-            assert not left, f"mounts left behind: {left}"
+            remove_unless_mounted(root)
+
+
+@pytest.fixture(scope="module")
+def binhost():
+    stage = build_stage()
+    with server_root("binhost-") as (root, server_vars), make_signing_key(uid=GENTOO_UID) as key, \
+            ServedMirror(root, key, [("20250106", stage_repo_tree(0))]) as mirror:
+        server_vars["binpkg_server_keep"] = 3
+        chroot = {"name": STACK, "snapshot": TAG,
+                  "stage": {"src": str(stage.tarball), "key": str(stage.pubkey), "fingerprint": stage.fingerprint}}
+        state = Binhost(root=root, mirror=mirror, server_vars=server_vars, port=server_vars["binpkg_server_port"],
+                        build_vars=mirror.build_vars([chroot]))
+        state.runs["first"] = run_build({**state.build_vars, **server_vars}, playbook=BUILD_AND_PUBLISH)
+        if state.runs["first"][0].returncode == 0:
+            state.first_generation = state.current()
+        yield state
 
 
 def test_the_build_is_published_as_a_generation_served_by_nginx(binhost):
@@ -195,7 +199,7 @@ def test_a_real_portage_client_installs_from_the_binhost(binhost):
     before = (vdb / "BUILD_TIME").read_text().strip() if (vdb / "BUILD_TIME").exists() else None
 
     out = in_chroot(client, "emerge --color=n --nospinner --getbinpkgonly --oneshot app-misc/hello").stdout
-    assert f">>> Emerging binary ({served['CPV']}::gentoo" in out or "Emerging binary" in out, out[-3000:]
+    assert f">>> Emerging binary (1 of 1) {served['CPV']}::gentoo" in out, out[-3000:]
     fetched = sorted((client / "var/cache/binhost" / STACK).rglob("hello-*.gpkg.tar"))
     assert [p.name for p in fetched] == [served["PATH"].split("/")[-1]], fetched
     assert fetched[0].stat().st_size == int(served["SIZE"])
@@ -338,8 +342,8 @@ def variant_without(pkgdir: Path, target: Path, cp: str) -> Path:
 
 
 def test_a_client_polling_during_publications_never_sees_a_missing_file(binhost, tmp_path):
-    sys.path.insert(0, str(ROOT / ".collections"))
-    from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binpkg import run_publication
+    sys.path.insert(0, str(COLLECTIONS_PATH))
+    from ansible_collections.gentoo_binhost.infra.plugins.module_utils._publish import run_publication
 
     full = tmp_path / "full"
     shutil.copytree(binhost.pkgdir, full)
@@ -374,9 +378,9 @@ def test_kill_9_during_publication_leaves_current_serving_and_the_next_run_compl
     before = binhost.current()
     served = http_get(f"{binhost.url}/{STACK}/current/Packages")
     code = ("import sys; sys.path.insert(0, %r); "
-            "from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binpkg import run_publication; "
+            "from ansible_collections.gentoo_binhost.infra.plugins.module_utils._publish import run_publication; "
             "run_publication({'src': %r, 'dest': %r, 'base_url': %r})"
-            % (str(ROOT / ".collections"), str(big), str(binhost.stack), f"{binhost.url}/{STACK}"))
+            % (str(COLLECTIONS_PATH), str(big), str(binhost.stack), f"{binhost.url}/{STACK}"))
     child = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     try:
         deadline = time.monotonic() + 60
@@ -564,7 +568,7 @@ def test_a_stage_without_git_is_published_bound_to_the_checked_out_tree(binhost)
     proc, recap = run_build({**binhost.build_vars, **binhost.server_vars, "build_host_chroots": [entry]},
                             playbook=BUILD_AND_PUBLISH)
     assert proc.returncode == 0 and recap["failed"] == 0, explain(proc)
-    from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binpkg import package_revisions
+    from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binpkg_revisions import package_revisions
     build = binhost.last_build("nogit")
     record = json.loads((build / "build.json").read_text())
     commit = tag_commit(binhost, TAG)
@@ -613,25 +617,61 @@ def test_a_pkgdir_link_in_the_chroot_is_followed_inside_it(binhost):
 
 
 def test_base_dir_nginx_cannot_enter_fails_before_anything_starts():
-    private = Path(tempfile.mkdtemp(prefix="private-", dir="/tmp"))  # 0700, as mktemp -d makes it
-    port = free_port()
-    server_vars = {
-        "binpkg_server_base_dir": str(private / "binpkgs"),
-        "binpkg_server_conf_dir": str(private / "conf"),
-        "binpkg_server_run_dir": str(private / "run"),
-        "binpkg_server_log_dir": str(private / "log"),
-        "binpkg_server_port": port,
-        "binpkg_server_install_packages": False,
-        "binpkg_server_publish_build_results": False,
-    }
-    try:
-        proc, _recap = run_playbook("playbooks/binpkg_server.yml", server_vars)
+    with server_root("private-", searchable=False) as (private, server_vars):  # 0700, as mktemp -d makes it
+        proc, _recap = run_playbook("playbooks/binpkg_server.yml",
+                                    {**server_vars, "binpkg_server_publish_build_results": False})
         assert proc.returncode != 0, explain(proc)
         assert (f"nginx's workers run as www-data, which cannot enter {private}: every directory above "
                 f"{private}/binpkgs") in proc.stdout, explain(proc)
         assert sorted(private.iterdir()) == []
-    finally:
-        pid = read_pid(private / "run/binhost-nginx.pid")
-        if pid:
-            terminate({(pid, "nginx")})
-        shutil.rmtree(private, ignore_errors=True)
+
+
+def test_an_unknown_os_family_fails_before_anything_is_set_up():
+    """The role knows the packages of Debian and Gentoo only; any other family is refused,
+    not given Debian's package names."""
+    with server_root("plan9-") as (root, server_vars):
+        proc, _recap = run_playbook("playbooks/binpkg_server.yml", {
+            **server_vars, "binpkg_server_install_packages": True, "binpkg_server_publish_build_results": False,
+            "ansible_os_family": "Plan9"})
+        assert proc.returncode != 0, explain(proc)
+        assert ("binpkg_server knows the packages and the nginx user of the OS families Debian, Gentoo; "
+                "localhost is Plan9.") in " ".join(proc.stdout.split()), explain(proc)
+        assert sorted(root.iterdir()) == []
+
+
+def test_results_are_this_runs_and_a_bad_keep_is_refused(tmp_path):
+    """The role twice in one play reports each run's stacks once; a stack's keep: 0 is refused
+    by binpkg_publish (not taken for the default) and the stack stays as it was."""
+    pkgdir = tmp_path / "pkgdir"
+    make_pkgdir(pkgdir, PKGS, gz=True)
+    playbook = tmp_path / "twice.yml"
+    playbook.write_text("""---
+- name: Run binpkg_server twice in one play
+  hosts: binhost
+  gather_facts: true
+  gather_subset: [min]
+  tasks:
+    - name: First run
+      ansible.builtin.include_role:
+        name: gentoo_binhost.infra.binpkg_server
+    - name: Second run
+      ansible.builtin.include_role:
+        name: gentoo_binhost.infra.binpkg_server
+    - name: Show the results
+      ansible.builtin.debug:
+        msg: "results=[{{ binpkg_server_results | map(attribute='name') | join(',') }}]"
+""")
+    with server_root("twice-") as (root, server_vars):
+        server_vars.update(binpkg_server_publish_build_results=False,
+                           binpkg_server_stacks=[{"name": "twice", "src": str(pkgdir)}])
+        proc, recap = run_playbook(str(playbook), server_vars)
+        assert proc.returncode == 0 and recap["localhost"]["failed"] == 0, explain(proc)
+        assert "results=[twice]" in proc.stdout, explain(proc)
+        stack = root / "binpkgs/twice"
+        before = tree(stack)
+        proc, recap = run_playbook("playbooks/binpkg_server.yml", {
+            **server_vars, "binpkg_server_stacks": [{"name": "twice", "src": str(pkgdir), "keep": 0}]})
+        assert proc.returncode != 0 and recap["localhost"]["failed"] == 1, explain(proc)
+        assert ("keep must be a whole number of generations, at least 1 (the current one is always kept); "
+                "got 0") in " ".join(proc.stdout.split()), explain(proc)
+        assert tree(stack) == before

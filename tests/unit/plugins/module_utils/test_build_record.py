@@ -14,12 +14,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+import publishing
 from pkgdir import REVISION, add_instance, install, make_pkgdir, read_index, write_index
 
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils import _binpkg as B
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils import _build_record as R
-from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binpkg import PublishError
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._binpkg_revisions import package_revisions
 from ansible_collections.gentoo_binhost.infra.plugins.module_utils._build_record import BuildRecordError
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._generations import id_key
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._packages_index import PublishError
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._publish import publish
+from ansible_collections.gentoo_binhost.infra.plugins.module_utils._stack import Stack
 
 OLD = REVISION  # the pkgdir fixture's default commit: the earlier pin
 NEW = "a" * 40
@@ -44,8 +48,7 @@ def params(root, dest, **extra):
 
 
 def publish_params(src, dest, expected):
-    return {"src": str(src), "dest": str(dest), "name": None, "keep": 5, "expect_revisions": expected,
-            "provenance": None, "base_url": None, "rollback_to": None}
+    return publishing.publish_params(src, dest, expect_revisions=expected)
 
 
 def build(root, dest, revisions, rebuild, *, package_revisions="pinned", salt=1):
@@ -70,20 +73,20 @@ def published_paths(stack):
 def test_a_full_build_at_a_moved_pin_publishes_exactly_that_build(chroot, tmp_path):
     dest, stack = tmp_path / "builds/stack1", tmp_path / "binhost/stack1"
     first = build(chroot, dest, {"gentoo": OLD}, PKGS)
-    B.publish(publish_params(first["path"], stack, {"gentoo": OLD}))
+    publish(publish_params(first["path"], stack, {"gentoo": OLD}))
     # The pin moves; emerge -e @world rebuilds everything. The PKGDIR keeps every old instance.
     result = build(chroot, dest, {"gentoo": NEW}, PKGS, salt=2)
     _header, all_entries = read_index(chroot / "var/cache/binpkgs")
     assert len(all_entries) == 3 * len(PKGS), "binpkg-multi-instance keeps the earlier builds"
     with pytest.raises(PublishError, match="not the pinned aaaaaaaaaaaa"):
-        B.publish(publish_params(chroot / "var/cache/binpkgs", stack, {"gentoo": NEW}))
+        publish(publish_params(chroot / "var/cache/binpkgs", stack, {"gentoo": NEW}))
 
     assert result["changed"] and result["packages"] == len(PKGS) and result["built"] == sorted(PKGS)
-    published = B.publish(publish_params(result["path"], stack, {"gentoo": NEW}))
+    published = publish(publish_params(result["path"], stack, {"gentoo": NEW}))
     assert published["changed"] and published["packages"] == len(PKGS)
     newest = sorted(e["PATH"] for e in all_entries if e["BUILD_ID"] == "3")
     assert published_paths(stack) == newest
-    manifest = B.Stack(str(stack)).manifest(published["generation"])
+    manifest = Stack(str(stack)).manifest(published["generation"])
     assert [p["repo_revisions"] for p in manifest["packages"]] == [{"gentoo": NEW}] * len(PKGS)
     assert {p["revisions_from"] for p in manifest["packages"]} == {"package"}
     assert not (stack / "current" / "build.json").exists(), "the record stays with the build host"
@@ -97,13 +100,13 @@ def test_a_stage_without_git_binds_its_packages_through_the_record(chroot, tmp_p
     assert {p["bound_by"] for p in record["packages"]} == {"this build"}
     assert all(p["repo_revisions"] == {"gentoo": NEW} for p in record["packages"])
     for path in published_paths_of(result["path"]):
-        assert B.package_revisions(str(Path(result["path"], path))) == {}, "no git: Portage recorded nothing"
+        assert package_revisions(str(Path(result["path"], path))) == {}, "no git: Portage recorded nothing"
 
     with pytest.raises(PublishError, match=r"built from ::gentoo aaaaaaaaaaaa, not the pinned bbbbbbbbbbbb"):
-        B.publish(publish_params(result["path"], stack, {"gentoo": NEWER}))
+        publish(publish_params(result["path"], stack, {"gentoo": NEWER}))
     assert not (stack / "current").exists()
-    published = B.publish(publish_params(result["path"], stack, {"gentoo": NEW}))
-    manifest = B.Stack(str(stack)).manifest(published["generation"])
+    published = publish(publish_params(result["path"], stack, {"gentoo": NEW}))
+    manifest = Stack(str(stack)).manifest(published["generation"])
     assert {p["revisions_from"] for p in manifest["packages"]} == {"build record"}
     assert [p["repo_revisions"] for p in manifest["packages"]] == [{"gentoo": NEW}] * len(PKGS)
     # Without its record the same files are bound to nothing.
@@ -112,7 +115,7 @@ def test_a_stage_without_git_binds_its_packages_through_the_record(chroot, tmp_p
     os.unlink(bare / "build.json")
     with pytest.raises(PublishError, match=r"no revision of ::gentoo recorded, neither in the package nor by a "
                                            r"build record"):
-        B.publish(publish_params(bare, tmp_path / "binhost/other", {"gentoo": NEW}))
+        publish(publish_params(bare, tmp_path / "binhost/other", {"gentoo": NEW}))
 
 
 def published_paths_of(path):
@@ -137,7 +140,7 @@ def test_a_record_binds_only_the_very_files_it_lists(chroot, tmp_path):
             entry.update(SIZE=other["SIZE"], MD5=other["MD5"], SHA1=other["SHA1"])
     write_index(src, header, entries)
     with pytest.raises(PublishError, match=r"no revision of ::gentoo recorded"):
-        B.publish(publish_params(src, tmp_path / "binhost/stack1", {"gentoo": NEW}))
+        publish(publish_params(src, tmp_path / "binhost/stack1", {"gentoo": NEW}))
 
 
 def test_a_partial_build_keeps_the_earlier_bindings_and_a_moved_pin_refuses_them(chroot, tmp_path):
@@ -151,12 +154,12 @@ def test_a_partial_build_keeps_the_earlier_bindings_and_a_moved_pin_refuses_them
     assert bound == {"app-misc/hello-1.0": "this build", "dev-libs/libfoo-2.3": "earlier build",
                      "sys-apps/bar-0.9": "earlier build"}
     assert record["previous"] == first["build"]
-    B.publish(publish_params(second["path"], stack, {"gentoo": NEW}))
+    publish(publish_params(second["path"], stack, {"gentoo": NEW}))
     # The pin moves but only hello is rebuilt: libfoo and bar were built from the old tree.
     third = build(chroot, dest, {"gentoo": NEWER}, ["app-misc/hello-1.0"], package_revisions=None, salt=3)
     before = os.readlink(stack / "current")
     with pytest.raises(PublishError) as info:
-        B.publish(publish_params(third["path"], stack, {"gentoo": NEWER}))
+        publish(publish_params(third["path"], stack, {"gentoo": NEWER}))
     assert "dev-libs/libfoo-2.3-2: built from ::gentoo aaaaaaaaaaaa, not the pinned bbbbbbbbbbbb" in str(info.value)
     assert "app-misc/hello" not in str(info.value)
     assert os.readlink(stack / "current") == before
@@ -172,7 +175,7 @@ def test_an_instance_no_record_knows_stays_unbound(chroot, tmp_path):
     result = build(chroot, dest, {"gentoo": NEW}, ["app-misc/hello-1.0", "dev-libs/libfoo-2.3"])
     assert result["unbound"] == ["sys-apps/bar-0.9"]
     with pytest.raises(PublishError, match=r"sys-apps/bar-0.9-2: no revision of ::gentoo recorded"):
-        B.publish(publish_params(result["path"], tmp_path / "binhost/stack1", {"gentoo": NEW}))
+        publish(publish_params(result["path"], tmp_path / "binhost/stack1", {"gentoo": NEW}))
 
 
 def test_installed_packages_without_a_binary_package_are_reported(chroot, tmp_path):
@@ -205,11 +208,11 @@ def test_check_mode_and_idempotence(chroot, tmp_path):
 def test_keep_prunes_old_builds_but_never_the_last(chroot, tmp_path):
     dest = tmp_path / "builds/stack1"
     ids = [build(chroot, dest, {"gentoo": NEW}, ["app-misc/hello-1.0"], salt=i)["build"] for i in range(1, 5)]
-    assert len(set(ids)) == 4 and ids == sorted(ids, key=R._build_key)
-    assert sorted(n for n in os.listdir(dest) if n != "last") == sorted(ids[-3:], key=R._build_key)
+    assert len(set(ids)) == 4 and ids == sorted(ids, key=id_key)
+    assert sorted(n for n in os.listdir(dest) if n != "last") == sorted(ids[-3:], key=id_key)
     with pytest.raises(BuildRecordError, match=r"keep must be a whole number of builds, at least 1"):
         R.record(params(chroot, dest, keep=0))
-    assert sorted(n for n in os.listdir(dest) if n != "last") == sorted(ids[-3:], key=R._build_key)
+    assert sorted(n for n in os.listdir(dest) if n != "last") == sorted(ids[-3:], key=id_key)
 
 
 def test_a_pkgdir_link_is_followed_inside_the_chroot_never_on_the_host(chroot, tmp_path):
