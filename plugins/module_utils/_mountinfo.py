@@ -27,6 +27,7 @@ class MountError(InfraError):
     """A chroot mount request that cannot be carried out as asked (or a mount table that
     cannot be read)."""
 
+
 MountEntry = collections.namedtuple(
     "MountEntry",
     "mount_id parent_id major_minor root target options optional fstype source super_options",
